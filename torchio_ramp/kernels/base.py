@@ -1,0 +1,167 @@
+"""Shared contract of every kernel: shapes, batching and random numbers.
+
+A kernel is a pure function ``kernel(x, *, <parameters>, generator=None)``:
+
+- ``x`` is one image ``(C, D, H, W)`` or a batch ``(B, C, D, H, W)`` of floating
+  values in ``[0, 1]``; the result has the same shape, dtype and device, is a new
+  tensor (the input is never modified) and is clipped to ``[0, 1]``.
+- Randomness comes only from ``generator``. Random numbers are drawn on the
+  generator's device and then moved to ``x.device``, so a CPU generator seeded
+  with the same value gives the same result for CPU and CUDA tensors. A CUDA
+  generator is faster on the GPU but draws a different stream.
+- A batch is ``B`` independent images: :func:`batched` runs the single-image
+  kernel once per sample, with per-sample parameters when a parameter is given
+  as a list (or 1-D tensor) of length ``B`` (tuples are single values, such as
+  ranges or grids), and per-sample generators when ``generator`` is a list.
+  With one generator the samples draw from it in order, so
+  ``kernel(x[None])[0]`` equals ``kernel(x)`` for the same seed.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
+from typing import TypeVar
+
+import torch
+
+SPATIAL_DIMS = (-3, -2, -1)
+
+KernelT = TypeVar('KernelT', bound=Callable[..., torch.Tensor])
+
+
+def check_volume(x: torch.Tensor, name: str = 'x') -> None:
+    """Raise a ``ValueError`` unless ``x`` is a floating 4-D or 5-D tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f'{name} must be a torch.Tensor, not {type(x).__name__}')
+    if x.ndim not in (4, 5):
+        message = (
+            f'{name} must have shape (C, D, H, W) or (B, C, D, H, W),'
+            f' but it has shape {tuple(x.shape)}'
+        )
+        raise ValueError(message)
+    if not x.is_floating_point():
+        raise ValueError(f'{name} must be a floating tensor, not {x.dtype}')
+
+
+def batched(kernel: KernelT) -> KernelT:
+    """Let a single-image kernel accept a batch with per-sample parameters.
+
+    Args:
+        kernel: Function of one ``(C, D, H, W)`` image and keyword parameters.
+
+    Returns:
+        A function that also accepts ``(B, C, D, H, W)``. For a batch, every
+        keyword whose value is a list or 1-D tensor of length ``B`` is split
+        per sample; ``generator`` may be a single generator or one per sample.
+
+    Example:
+        >>> import torch
+        >>> from torchio_ramp.kernels import gaussian_noise
+        >>> x = torch.full((2, 1, 4, 4, 4), 0.5)
+        >>> y = gaussian_noise(x, std=[0.0, 0.1], generator=torch.Generator())
+        >>> bool((y[0] == 0.5).all()), bool((y[1] != 0.5).any())
+        (True, True)
+    """
+
+    @functools.wraps(kernel)
+    def wrapper(x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        check_volume(x)
+        if x.ndim == 4:
+            return kernel(x, **kwargs)
+        batch_size = x.shape[0]
+        generators = kwargs.pop('generator', None)
+        if not isinstance(generators, list):
+            generators = [generators] * batch_size
+        elif len(generators) != batch_size:
+            message = (
+                f'{kernel.__name__}: got {len(generators)} generators for a'
+                f' batch of {batch_size}'
+            )
+            raise ValueError(message)
+        out = torch.empty_like(x)
+        for i in range(batch_size):
+            sample_kwargs = {
+                key: _select(value, i, batch_size, key, kernel.__name__)
+                for key, value in kwargs.items()
+            }
+            out[i] = kernel(x[i], generator=generators[i], **sample_kwargs)
+        return out
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _select(value: Any, index: int, batch_size: int, key: str, name: str) -> Any:
+    is_vector = isinstance(value, torch.Tensor) and value.ndim == 1
+    if not (is_vector or isinstance(value, list)):
+        return value
+    if len(value) != batch_size:
+        message = (
+            f'{name}: per-sample parameter "{key}" has {len(value)} values'
+            f' for a batch of {batch_size}'
+        )
+        raise ValueError(message)
+    item = value[index]
+    return item.item() if isinstance(item, torch.Tensor) else item
+
+
+def _draw_device(generator: torch.Generator | None, x: torch.Tensor) -> torch.device:
+    return x.device if generator is None else generator.device
+
+
+def randn(
+    x: torch.Tensor,
+    generator: torch.Generator | None,
+    shape: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """Standard normal numbers shaped like ``x`` (or ``shape``) on ``x.device``."""
+    size = tuple(x.shape if shape is None else shape)
+    device = _draw_device(generator, x)
+    values = torch.randn(size, generator=generator, device=device, dtype=x.dtype)
+    return values.to(x.device)
+
+
+def rand(
+    x: torch.Tensor,
+    generator: torch.Generator | None,
+    shape: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """Uniform ``[0, 1)`` numbers shaped like ``x`` (or ``shape``) on ``x.device``."""
+    size = tuple(x.shape if shape is None else shape)
+    device = _draw_device(generator, x)
+    values = torch.rand(size, generator=generator, device=device, dtype=x.dtype)
+    return values.to(x.device)
+
+
+def uniform(generator: torch.Generator | None, low: float, high: float) -> float:
+    """One uniform number in ``[low, high)`` from ``generator``."""
+    device = 'cpu' if generator is None else generator.device
+    u = torch.rand((), generator=generator, device=device).item()
+    return low + (high - low) * u
+
+
+def randint(generator: torch.Generator | None, low: int, high: int) -> int:
+    """One integer in ``[low, high]`` (both ends included) from ``generator``."""
+    device = 'cpu' if generator is None else generator.device
+    value = torch.randint(low, high + 1, (), generator=generator, device=device)
+    return int(value.item())
+
+
+def random_axis(x: torch.Tensor, generator: torch.Generator | None) -> int:
+    """A spatial axis (0, 1 or 2) drawn uniformly among those longer than 1.
+
+    Returns ``-1`` when every spatial axis has a single voxel.
+    """
+    candidates = [axis for axis in range(3) if x.shape[-3 + axis] > 1]
+    if not candidates:
+        return -1
+    return candidates[randint(generator, 0, len(candidates) - 1)]
+
+
+def spatial_dim(axis: int) -> int:
+    """Tensor dimension (negative index) of spatial ``axis`` in 0, 1, 2."""
+    if axis not in (0, 1, 2):
+        raise ValueError(f'axis must be 0, 1 or 2, not {axis}')
+    return axis - 3

@@ -1,0 +1,105 @@
+"""Separable Gaussian filtering by shift-add.
+
+Each tap of a 1-D filter is one fused multiply-add over a shifted view of the
+volume, with replicate ("nearest") boundary handling, so a 3-D blur runs close to
+the memory bandwidth floor on any device and stays fast at one thread, where
+``conv3d`` with 1-D kernels falls to a slow path. The result matches
+``scipy.ndimage.gaussian_filter(..., mode='nearest', truncate=TRUNCATE)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+TRUNCATE = 3.0
+"""Gaussian kernels are cut at ``TRUNCATE`` standard deviations (scipy's rule)."""
+
+
+def gaussian_weights(sigma: float, truncate: float = TRUNCATE) -> list[float]:
+    """Normalised taps of a sampled 1-D Gaussian (``2 r + 1`` values).
+
+    The radius is ``r = int(truncate * sigma + 0.5)``, as in SciPy; ``sigma <= 0``
+    or a radius of 0 gives the identity ``[1.0]``.
+
+    Example:
+        >>> [round(w, 3) for w in gaussian_weights(1.0, truncate=1.0)]
+        [0.274, 0.452, 0.274]
+    """
+    if sigma <= 0:
+        return [1.0]
+    radius = int(truncate * sigma + 0.5)
+    taps = [math.exp(-0.5 * (i / sigma) ** 2) for i in range(-radius, radius + 1)]
+    total = sum(taps)
+    return [tap / total for tap in taps]
+
+
+def filter1d(x: torch.Tensor, weights: Sequence[float], dim: int) -> torch.Tensor:
+    """Correlate ``x`` with symmetric odd-length ``weights`` along ``dim``.
+
+    Boundaries replicate the edge values. Returns a new tensor.
+
+    Example:
+        >>> x = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0])
+        >>> filter1d(x, [0.25, 0.5, 0.25], dim=0)
+        tensor([0.0000, 0.2500, 0.5000, 0.2500, 0.0000])
+    """
+    radius = (len(weights) - 1) // 2
+    out = x * weights[radius]
+    size = x.shape[dim]
+    first = x.narrow(dim, 0, 1)
+    last = x.narrow(dim, size - 1, 1)
+    for offset in range(1, radius + 1):
+        weight = weights[radius + offset]
+        if offset < size:
+            inner = size - offset
+            # out[i] += w * x[i - offset] and w * x[i + offset], inside the volume
+            out.narrow(dim, offset, inner).add_(x.narrow(dim, 0, inner), alpha=weight)
+            out.narrow(dim, 0, inner).add_(x.narrow(dim, offset, inner), alpha=weight)
+            # replicate padding beyond each edge
+            out.narrow(dim, 0, offset).add_(first, alpha=weight)
+            out.narrow(dim, inner, offset).add_(last, alpha=weight)
+        else:
+            out.add_(first, alpha=weight).add_(last, alpha=weight)
+    return out
+
+
+def gaussian_filter(
+    x: torch.Tensor,
+    sigma: float | Sequence[float],
+    dims: Sequence[int] = (-3, -2, -1),
+    truncate: float = TRUNCATE,
+) -> torch.Tensor:
+    """Separable Gaussian smoothing of ``x`` along ``dims`` (sigma in voxels).
+
+    Args:
+        x: Tensor of any shape.
+        sigma: One standard deviation for all ``dims`` or one per dim.
+        dims: Dimensions to smooth.
+        truncate: Kernel radius in standard deviations.
+
+    Returns:
+        A new tensor (a copy when every sigma is 0).
+
+    Example:
+        >>> x = torch.zeros(1, 9, 9, 9)
+        >>> x[0, 4, 4, 4] = 1
+        >>> y = gaussian_filter(x, 1.0)
+        >>> round(float(y.sum()), 5)
+        1.0
+    """
+    sigmas = [float(sigma)] * len(dims) if _is_number(sigma) else list(sigma)
+    if len(sigmas) != len(dims):
+        raise ValueError(f'Got {len(sigmas)} sigmas for {len(dims)} dims')
+    out = x
+    for dim, value in zip(dims, sigmas, strict=True):
+        weights = gaussian_weights(value, truncate)
+        if len(weights) > 1:
+            out = filter1d(out, weights, dim)
+    return out.clone() if out is x else out
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float))

@@ -1,0 +1,187 @@
+"""Global and local intensity remappings in normalised ``[0, 1]`` space."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .base import batched
+from .base import randn
+from .base import uniform
+
+
+@batched
+def intensity_shift(
+    x: torch.Tensor,
+    *,
+    shift: float,
+    sign: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Add ``+shift`` or ``-shift`` (equal probability when ``sign`` is None).
+
+    Example:
+        >>> x = torch.full((1, 2, 2, 2), 0.5)
+        >>> float(intensity_shift(x, shift=0.2, sign=-1).max())
+        0.30000001192092896
+    """
+    if sign is None:
+        sign = -1 if uniform(generator, 0, 1) < 0.5 else 1
+    elif sign not in (-1, 1):
+        raise ValueError(f'sign must be -1 or 1, not {sign}')
+    return (x + sign * shift).clamp_(0, 1)
+
+
+@batched
+def contrast_reduction(
+    x: torch.Tensor,
+    *,
+    blend: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Blend each channel toward its global mean: ``(1 - blend) x + blend mean``.
+
+    Example:
+        >>> x = torch.tensor([0.0, 1.0]).reshape(1, 1, 1, 2)
+        >>> contrast_reduction(x, blend=0.5).flatten().tolist()
+        [0.25, 0.75]
+    """
+    mean = x.mean(dim=(-3, -2, -1), keepdim=True)
+    return torch.lerp(x, mean, blend).clamp_(0, 1)
+
+
+@batched
+def gamma(
+    x: torch.Tensor,
+    *,
+    gamma1: float,
+    gamma2: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Two-step gamma ``(x ** gamma1) ** gamma2``.
+
+    On ``[0, 1]`` the two steps compose exactly to one power with exponent
+    ``gamma1 * gamma2``, computed in a single pass.
+
+    Example:
+        >>> x = torch.tensor([0.25]).reshape(1, 1, 1, 1)
+        >>> float(gamma(x, gamma1=2.0, gamma2=0.5))
+        0.25
+    """
+    return x.pow(gamma1 * gamma2).clamp_(0, 1)
+
+
+@batched
+def window_level(
+    x: torch.Tensor,
+    *,
+    center_shift: float,
+    width_scale: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Re-window: move the window centre by ``center_shift``, scale its width.
+
+    The normalised image is the window ``[0, 1]`` (centre 0.5, width 1). The new
+    window has centre ``0.5 + center_shift`` and width ``width_scale``:
+    ``y = clip((x - 0.5 - center_shift) / width_scale + 0.5)``.
+
+    Example:
+        >>> x = torch.tensor([0.5, 0.65]).reshape(1, 1, 1, 2)
+        >>> y = window_level(x, center_shift=0.15, width_scale=1.0)
+        >>> [round(v, 4) for v in y.flatten().tolist()]
+        [0.35, 0.5]
+    """
+    offset = 0.5 + center_shift
+    return x.sub(offset).div_(width_scale).add_(0.5).clamp_(0, 1)
+
+
+def warp_coefficients(
+    degree: int,
+    coefficient_std: float,
+    generator: torch.Generator | None = None,
+) -> list[float]:
+    """Positive coefficients ``a_1..a_degree`` of a monotonic warp, summing to 1.
+
+    ``a_i = |delta_i1 + coefficient_std * n_i|`` with ``n_i ~ N(0, 1)``: a random
+    perturbation of the identity ``f(x) = x``, normalised so that ``f(1) = 1``.
+    """
+    reference = torch.empty(())
+    noise = randn(reference, generator, shape=(degree,)).mul_(coefficient_std)
+    noise[0] += 1
+    coefficients = noise.abs_()
+    total = float(coefficients.sum())
+    if total == 0:
+        return [1.0] + [0.0] * (degree - 1)
+    return (coefficients / total).tolist()
+
+
+def polynomial_warp(x: torch.Tensor, coefficients: Sequence[float]) -> torch.Tensor:
+    """Evaluate ``sum_i a_i x**i`` (``i = 1..degree``) by Horner's rule.
+
+    With non-negative coefficients summing to 1 this maps ``[0, 1]`` onto itself
+    monotonically, with ``f(0) = 0`` and ``f(1) = 1``.
+
+    Example:
+        >>> x = torch.tensor([0.0, 0.5, 1.0]).reshape(1, 1, 1, 3)
+        >>> polynomial_warp(x, [0.5, 0.0, 0.5]).flatten().tolist()
+        [0.0, 0.3125, 1.0]
+    """
+    *lower, highest = coefficients
+    out = x * highest
+    for coefficient in reversed(lower):
+        out.add_(coefficient).mul_(x)
+    return out.clamp_(0, 1)
+
+
+@batched
+def histogram_warp(
+    x: torch.Tensor,
+    *,
+    coefficient_std: float = 0.2,
+    degree: int = 3,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Monotonic random polynomial remapping of intensities (0 -> 0, 1 -> 1).
+
+    Example:
+        >>> x = torch.linspace(0, 1, 11).reshape(1, 1, 1, 11)
+        >>> y = histogram_warp(x, generator=torch.Generator().manual_seed(0))
+        >>> bool((y.diff() >= 0).all()), float(y[..., 0]), float(y[..., -1])
+        (True, 0.0, 1.0)
+    """
+    coefficients = warp_coefficients(degree, coefficient_std, generator)
+    return polynomial_warp(x, coefficients)
+
+
+@batched
+def local_contrast(
+    x: torch.Tensor,
+    *,
+    blend: float,
+    grid: tuple[int, int, int] = (4, 4, 4),
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Adaptive local contrast: blend ``x`` with a locally stretched version.
+
+    The volume is divided into a ``grid`` of patches; the minimum and maximum of
+    each patch are interpolated trilinearly between patch centres (as in CLAHE,
+    so there are no block edges) and used to stretch ``x`` to ``[0, 1]``
+    locally. The result is ``(1 - blend) x + blend * stretched``.
+
+    Example:
+        >>> x = 0.4 + 0.2 * torch.rand(1, 16, 16, 16)
+        >>> y = local_contrast(x, blend=0.35)
+        >>> bool(y.std() > x.std())
+        True
+    """
+    spatial = x.shape[-3:]
+    cells = tuple(min(g, n) for g, n in zip(grid, spatial, strict=True))
+    batch = x.unsqueeze(0)
+    high = F.adaptive_max_pool3d(batch, cells)
+    low = -F.adaptive_max_pool3d(-batch, cells)
+    high = F.interpolate(high, size=spatial, mode='trilinear', align_corners=False)
+    low = F.interpolate(low, size=spatial, mode='trilinear', align_corners=False)
+    stretched = batch.sub(low).div_(high.sub_(low).clamp_min_(1e-6)).clamp_(0, 1)
+    return torch.lerp(x, stretched[0], blend).clamp_(0, 1)
