@@ -1,0 +1,272 @@
+"""The corruption pool: one registry entry per corruption family (paper Table 2).
+
+Adding a family is one entry here (plus its kernel): the random transforms, the
+multi-corruption sampler :class:`~torchio_ramp.RampCorrupt`, the
+leave-one-family-out ablation and the stress test all read :data:`FAMILIES`.
+
+Severity (our definition; the paper does not give one per family): a level ``s``
+maps linearly onto the family's training range, 0.05 to its low end and 0.25 to
+its high end; ``compound`` uses the level itself (noise std = s, blur sigma = 5 s,
+bias strength = 3 s). Other levels extrapolate linearly, clamped to each
+parameter's valid domain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from collections.abc import Sequence
+
+from . import kernels
+from .operators import SEVERITY_LEVELS
+from .operators import Operator
+from .operators import Option
+from .operators import Parameter
+from .operators import fraction
+from .operators import identity_severity
+from .operators import int_range
+
+_NOISE_STD = Parameter('std', 0.02, 0.20, minimum=0.0, doc='noise standard deviation')
+
+FAMILIES: dict[str, Operator] = {
+    family.name: family
+    for family in (
+        Operator(
+            name='gaussian_noise',
+            title='Gaussian noise',
+            kernel=kernels.gaussian_noise,
+            parameters=(_NOISE_STD,),
+            summary='Adds independent Gaussian noise to every voxel (low-dose'
+            ' quantum and electronic noise).',
+            reference='Table 2',
+        ),
+        Operator(
+            name='blur',
+            title='Isotropic blur',
+            kernel=kernels.gaussian_blur,
+            parameters=(
+                Parameter(
+                    'sigma', 0.5, 2.5, minimum=0.0, doc='Gaussian sigma (voxels)'
+                ),
+            ),
+            summary='Gaussian smoothing: loss of sharpness from a soft'
+            ' reconstruction kernel.',
+            reference='Table 2',
+        ),
+        Operator(
+            name='rician_noise',
+            title='Rician-like noise',
+            kernel=kernels.rician_noise,
+            parameters=(_NOISE_STD,),
+            summary='Signal-dependent noise sqrt((x + n1)^2 + n2^2) with two'
+            ' independent Gaussian fields.',
+            reference='Table 2',
+        ),
+        Operator(
+            name='motion_blur',
+            title='Directional motion blur',
+            kernel=kernels.motion_blur,
+            parameters=(
+                Parameter(
+                    'sigma', 0.5, 3.0, minimum=0.0, doc='Gaussian sigma (voxels)'
+                ),
+            ),
+            summary='1-D Gaussian smoothing along a random spatial axis (patient'
+            ' motion during acquisition).',
+            reference='Table 2',
+        ),
+        Operator(
+            name='salt_pepper',
+            title='Salt-and-pepper noise',
+            kernel=kernels.salt_pepper,
+            parameters=(
+                Parameter(
+                    'prob',
+                    0.02,
+                    0.20,
+                    minimum=0.0,
+                    maximum=1.0,
+                    doc='voxel probability',
+                ),
+            ),
+            summary='Sets random voxels to 0 or 1 with equal probability (dead or'
+            ' hot detector elements, transfer errors).',
+            reference='Table 2',
+        ),
+        Operator(
+            name='speckle_noise',
+            title='Speckle noise',
+            kernel=kernels.speckle_noise,
+            parameters=(_NOISE_STD,),
+            summary='Multiplicative noise x (1 + n).',
+            reference='Table 2',
+        ),
+        Operator(
+            name='bias_field',
+            title='Bias field',
+            kernel=kernels.bias_field,
+            parameters=(
+                Parameter('strength', 0.10, 0.60, minimum=0.0, doc='field strength'),
+            ),
+            summary='Smooth multiplicative field exp(b) from a low-resolution random'
+            ' grid (low-frequency intensity non-uniformity, beam hardening).',
+            reference='Table 2',
+        ),
+        Operator(
+            name='ghosting',
+            title='Ghosting-like artifact',
+            kernel=kernels.ghosting,
+            parameters=(
+                Parameter(
+                    'intensity', 0.10, 0.40, minimum=0.0, doc='weight of each copy'
+                ),
+            ),
+            options=(
+                Option('num_ghosts', (2, 4), int_range, 'number of copies (range)'),
+            ),
+            summary='Adds 2-4 circularly shifted copies of the image along a random'
+            ' axis.',
+            reference='Table 2',
+        ),
+        Operator(
+            name='intensity_shift',
+            title='Intensity shift',
+            kernel=kernels.intensity_shift,
+            parameters=(
+                Parameter('shift', 0.05, 0.40, minimum=0.0, doc='offset magnitude'),
+            ),
+            summary='Adds or subtracts a global offset with equal probability'
+            ' (calibration drift).',
+            reference='Table 2',
+        ),
+        Operator(
+            name='contrast_reduction',
+            title='Contrast reduction',
+            kernel=kernels.contrast_reduction,
+            parameters=(
+                Parameter(
+                    'blend', 0.10, 0.60, minimum=0.0, maximum=1.0, doc='blend factor'
+                ),
+            ),
+            summary='Blends the image toward its global mean (low-contrast'
+            ' acquisition, poor enhancement).',
+            reference='Table 2',
+        ),
+        Operator(
+            name='downsample',
+            title='Resolution degradation',
+            kernel=kernels.downsample,
+            parameters=(
+                Parameter('factor', 1.5, 3.0, minimum=1.0, doc='downsampling factor'),
+            ),
+            summary='Trilinear down- and up-sampling to the original shape (thick'
+            ' slices, low-resolution protocols).',
+            reference='Table 2',
+        ),
+        Operator(
+            name='stripe',
+            title='Stripe artifact',
+            kernel=kernels.stripes,
+            parameters=(
+                Parameter('strength', 0.10, 0.60, minimum=0.0, doc='offset magnitude'),
+            ),
+            options=(
+                Option('fraction', 0.15, fraction, 'fraction of slices with stripes'),
+            ),
+            summary='Adds offsets to 15% of the slices along a random axis (detector'
+            ' or hardware banding).',
+            reference='Table 2',
+        ),
+        Operator(
+            name='compound',
+            title='Compound corruption',
+            kernel=kernels.compound,
+            parameters=(
+                Parameter('level', 0.03, 0.15, minimum=0.0, doc='corruption level'),
+            ),
+            summary='Gaussian noise (std = level), Gaussian blur (sigma = 5 level)'
+            ' and bias field (strength = 3 level), in that order.',
+            reference='Table 2',
+            severity=identity_severity,
+        ),
+    )
+}
+"""The 13 corruption families of Table 2, in the paper's order."""
+
+FAMILY_NAMES: tuple[str, ...] = tuple(FAMILIES)
+
+
+def check_families(
+    names: Iterable[str] | None,
+    argument: str = 'families',
+) -> tuple[str, ...]:
+    """Validate family names; ``None`` means all of them.
+
+    Raises:
+        ValueError: Naming ``argument``, the unknown name and the valid ones.
+
+    Example:
+        >>> check_families(['blur', 'stripe'])
+        ('blur', 'stripe')
+    """
+    if names is None:
+        return FAMILY_NAMES
+    if isinstance(names, str):
+        names = [names]
+    names = tuple(names)
+    for name in names:
+        if name not in FAMILIES:
+            message = (
+                f'{argument}: unknown corruption family {name!r};'
+                f' valid names: {", ".join(FAMILY_NAMES)}'
+            )
+            raise ValueError(message)
+    if len(set(names)) != len(names):
+        raise ValueError(f'{argument}: repeated family names in {list(names)}')
+    return names
+
+
+def severity_grid(
+    families: Iterable[str] | None = None,
+    levels: Sequence[float] = SEVERITY_LEVELS,
+) -> list[tuple[str, float]]:
+    """Every ``(family, level)`` pair of the evaluation grid, family-major.
+
+    Example:
+        >>> len(severity_grid())
+        65
+        >>> severity_grid(['blur'], levels=[0.05, 0.25])
+        [('blur', 0.05), ('blur', 0.25)]
+    """
+    return [
+        (family, float(level))
+        for family in check_families(families)
+        for level in levels
+    ]
+
+
+def severity_table(
+    levels: Sequence[float] = SEVERITY_LEVELS,
+) -> list[dict[str, object]]:
+    """Rows ``{family, parameter, level -> value}`` for documentation.
+
+    Example:
+        >>> row = severity_table()[0]
+        >>> row['family'], row['parameter'], row[0.05], row[0.25]
+        ('gaussian_noise', 'std', 0.02, 0.2)
+    """
+    rows: list[dict[str, object]] = []
+    for family in FAMILIES.values():
+        values = [family.severity(family, level) for level in levels]
+        for parameter in family.parameters:
+            row: dict[str, object] = {
+                'family': family.name,
+                'parameter': parameter.name,
+            }
+            row.update(
+                {
+                    level: round(v[parameter.name], 4)
+                    for level, v in zip(levels, values, strict=True)
+                }
+            )
+            rows.append(row)
+    return rows
