@@ -1,0 +1,103 @@
+"""Whole-volume inference by sliding windows with TorchIO's grid sampler.
+
+Used by validation during training and by the stress test. A predictor is any
+callable ``image (C, D, H, W) float tensor in [0, 1] -> label map (D, H, W)``;
+:class:`SlidingWindowPredictor` builds one from a segmentation network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+
+import torch
+import torchio as tio
+
+
+def _triplet(value: int | Sequence[int], name: str) -> tuple[int, int, int]:
+    values = (value,) * 3 if isinstance(value, int) else tuple(value)
+    if len(values) != 3 or any(not isinstance(v, int) or v < 0 for v in values):
+        raise ValueError(
+            f'{name} must be one or three non-negative integers, not {value!r}'
+        )
+    return values  # type: ignore[return-value]
+
+
+class SlidingWindowPredictor:
+    """Predict a label map for a whole volume with overlapping patches.
+
+    Patches are cut with :class:`torchio.inference.GridSampler`, run through
+    ``model`` in batches, and their logits blended with
+    :class:`torchio.inference.GridAggregator` (``overlap_mode='hann'``) before
+    the arg-max. Volumes smaller than a patch are padded by the sampler.
+
+    Args:
+        model: Module mapping ``(B, C, *patch_size)`` to logits
+            ``(B, K, *patch_size)``.
+        patch_size: Patch size in voxels (one int or three).
+        overlap: Overlap between patches in voxels (one int or three, even).
+        batch_size: Patches per forward pass.
+        device: Device for the forward pass (default: the model's).
+        amp: Use automatic mixed precision on CUDA.
+
+    Example:
+        >>> import torch
+        >>> from torchio_ramp.inference import SlidingWindowPredictor
+        >>> model = torch.nn.Conv3d(1, 3, 1)
+        >>> predict = SlidingWindowPredictor(model, patch_size=8, overlap=2)
+        >>> predict(torch.rand(1, 12, 10, 9)).shape
+        torch.Size([12, 10, 9])
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        patch_size: int | Sequence[int],
+        overlap: int | Sequence[int] = 0,
+        batch_size: int = 2,
+        device: torch.device | str | None = None,
+        amp: bool = False,
+    ):
+        self.model = model
+        self.patch_size = _triplet(patch_size, 'patch_size')
+        self.overlap = _triplet(overlap, 'overlap')
+        if any(o % 2 for o in self.overlap):
+            raise ValueError(f'overlap must be even, not {overlap!r}')
+        if any(o >= p for o, p in zip(self.overlap, self.patch_size, strict=True)):
+            raise ValueError(f'overlap {overlap!r} must be smaller than patch_size')
+        if batch_size < 1:
+            raise ValueError(f'batch_size must be positive, not {batch_size}')
+        self.batch_size = batch_size
+        if device is None:
+            parameter = next(model.parameters(), None)
+            device = parameter.device if parameter is not None else 'cpu'
+        self.device = torch.device(device)
+        self.amp = amp
+
+    @torch.no_grad()
+    def logits(self, image: torch.Tensor) -> torch.Tensor:
+        """Aggregated logits ``(K, D, H, W)`` (float32, on the CPU)."""
+        subject = tio.Subject(image=tio.ScalarImage(tensor=image.float().cpu()))
+        sampler = tio.inference.GridSampler(subject, self.patch_size, self.overlap)
+        aggregator = tio.inference.GridAggregator(sampler, overlap_mode='hann')
+        loader = torch.utils.data.DataLoader(sampler, batch_size=self.batch_size)
+        was_training = self.model.training
+        self.model.eval()
+        use_amp = self.amp and self.device.type == 'cuda'
+        autocast = torch.autocast('cuda') if use_amp else nullcontext()
+        try:
+            for batch in loader:
+                patches = batch['image'][tio.DATA].to(self.device)
+                with autocast:
+                    output = self.model(patches)
+                aggregator.add_batch(output.float().cpu(), batch[tio.LOCATION])
+        finally:
+            self.model.train(was_training)
+        return aggregator.get_output_tensor()
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        """Label map ``(D, H, W)`` (int64) for ``image`` ``(C, D, H, W)``."""
+        if image.ndim != 4:
+            message = f'image must have shape (C, D, H, W), not {tuple(image.shape)}'
+            raise ValueError(message)
+        return self.logits(image).argmax(dim=0)
