@@ -29,7 +29,7 @@ class SlidingWindowPredictor:
     Patches are cut with :class:`torchio.inference.GridSampler`, run through
     ``model`` in batches, and their logits blended with
     :class:`torchio.inference.GridAggregator` (``overlap_mode='hann'``) before
-    the arg-max. Volumes smaller than a patch are padded by the sampler.
+    the arg-max. Axes shorter than a patch are zero-padded, then cropped back.
 
     Args:
         model: Module mapping ``(B, C, *patch_size)`` to logits
@@ -45,8 +45,8 @@ class SlidingWindowPredictor:
         >>> from torchio_ramp.inference import SlidingWindowPredictor
         >>> model = torch.nn.Conv3d(1, 3, 1)
         >>> predict = SlidingWindowPredictor(model, patch_size=8, overlap=2)
-        >>> predict(torch.rand(1, 12, 10, 9)).shape
-        torch.Size([12, 10, 9])
+        >>> predict(torch.rand(1, 12, 10, 5)).shape
+        torch.Size([12, 10, 5])
     """
 
     def __init__(
@@ -77,7 +77,14 @@ class SlidingWindowPredictor:
     @torch.no_grad()
     def logits(self, image: torch.Tensor) -> torch.Tensor:
         """Aggregated logits ``(K, D, H, W)`` (float32, on the CPU)."""
-        subject = tio.Subject(image=tio.ScalarImage(tensor=image.float().cpu()))
+        spatial = image.shape[-3:]
+        # Axes shorter than a patch are zero-padded at the end, then cropped back
+        padding = [max(0, p - n) for p, n in zip(self.patch_size, spatial, strict=True)]
+        padded = torch.nn.functional.pad(
+            image.float().cpu(),
+            [v for amount in reversed(padding) for v in (0, amount)],
+        )
+        subject = tio.Subject(image=tio.ScalarImage(tensor=padded))
         sampler = tio.inference.GridSampler(subject, self.patch_size, self.overlap)
         aggregator = tio.inference.GridAggregator(sampler, overlap_mode='hann')
         loader = torch.utils.data.DataLoader(sampler, batch_size=self.batch_size)
@@ -93,7 +100,8 @@ class SlidingWindowPredictor:
                 aggregator.add_batch(output.float().cpu(), batch[tio.LOCATION])
         finally:
             self.model.train(was_training)
-        return aggregator.get_output_tensor()
+        output = aggregator.get_output_tensor()
+        return output[:, : spatial[0], : spatial[1], : spatial[2]]
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         """Label map ``(D, H, W)`` (int64) for ``image`` ``(C, D, H, W)``."""
