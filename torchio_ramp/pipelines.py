@@ -157,6 +157,9 @@ class RampSpatial(_Pipeline, tio.SpatialTransform):
         label_pairs: Left/right label values to swap when the patient's
             left-right axis is flipped, e.g. ``{2: 3}``; not needed for the
             five-class head, whose kidney label merges both sides.
+        image_interpolation: Interpolation of scalar images in the elastic
+            deformation, ``'linear'`` (paper) or ``'nearest'``; label maps always
+            use nearest neighbour.
         **kwargs: See :class:`torchio.transforms.Transform`.
 
     Example:
@@ -171,6 +174,7 @@ class RampSpatial(_Pipeline, tio.SpatialTransform):
         alpha: float | Range = 80.0,
         sigma: float | Range = 10.0,
         label_pairs: Mapping[int, int] | None = None,
+        image_interpolation: str = 'linear',
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -184,6 +188,7 @@ class RampSpatial(_Pipeline, tio.SpatialTransform):
             RandomDenseElastic(
                 alpha=alpha,
                 sigma=sigma,
+                image_interpolation=image_interpolation,
                 p=self.parse_probability(elastic_probability),
                 **arguments,
             ),

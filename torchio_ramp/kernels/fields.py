@@ -121,9 +121,11 @@ def smooth_noise_field(
     """Uniform ``U(-1, 1)`` white noise smoothed by a Gaussian of ``sigma`` voxels.
 
     Statistically equivalent to ``scipy.ndimage.gaussian_filter`` of a dense
-    ``U(-1, 1)`` field (same marginal variance, same correlation length), but
-    generated on a grid :func:`coarse_step` times coarser and upsampled
-    linearly. Returns ``(channels, *shape)``.
+    ``U(-1, 1)`` field away from its borders (same marginal variance, same
+    correlation length), but generated on a grid :func:`coarse_step` times
+    coarser and upsampled linearly. The field is stationary: unlike a filter
+    with boundary padding, its variance does not change near the edges.
+    Returns ``(channels, *shape)``.
 
     Example:
         >>> field = smooth_noise_field((64, 64, 64), sigma=8.0)
@@ -142,15 +144,21 @@ def smooth_noise_field(
         sigma / s if n > 1 else 0.0 for n, s in zip(shape, spacings, strict=True)
     ]
     dense_sigmas = [sigma if n > 1 else 0.0 for n in shape]
+    # Noise is drawn a kernel radius beyond every edge and the margin is cropped
+    # after smoothing, so the field is stationary: no boundary effects.
+    margins = [int(TRUNCATE * s + 0.5) if s > 0 else 0 for s in coarse_sigmas]
+    padded_shape = [m + 2 * r for m, r in zip(coarse_shape, margins, strict=True)]
     reference = torch.empty((), device=device, dtype=dtype)
-    noise = randn(reference, generator, shape=(channels, *coarse_shape))
+    noise = randn(reference, generator, shape=(channels, *padded_shape))
     # U(-1, 1) has variance 1/3 and smoothing scales the variance by the sum of
     # the squared taps on each axis: give the coarse field the dense variance.
     dense_gain = math.prod(_squared_tap_sum(s) for s in dense_sigmas)
     coarse_gain = math.prod(_squared_tap_sum(s) for s in coarse_sigmas)
     noise *= math.sqrt(dense_gain / (3 * coarse_gain))
     smooth = gaussian_filter(noise, coarse_sigmas)
-    return upsample_linear(smooth, shape)
+    (r0, r1, r2), (m0, m1, m2) = margins, coarse_shape
+    interior = smooth[:, r0 : r0 + m0, r1 : r1 + m1, r2 : r2 + m2]
+    return upsample_linear(interior, shape)
 
 
 def _squared_tap_sum(sigma: float) -> float:
