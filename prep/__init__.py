@@ -1,0 +1,1 @@
+"""ramp-prep: convert public CT datasets to the RAMP five-class head."""

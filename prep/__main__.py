@@ -1,0 +1,5 @@
+"""``python -m ramp_prep`` runs the ``ramp-prep`` command line."""
+
+from .cli import main
+
+main()

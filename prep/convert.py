@@ -1,0 +1,693 @@
+"""Convert subjects to the five-class head, in parallel and resumably.
+
+One subject is converted by :func:`convert_subject`, which runs in a worker
+process and holds one subject at a time: the CT is streamed (copied and its
+gzip stream checked in 1 MiB chunks, never decoded into memory, unless its
+header needs repair), the masks are read one by one and merged into a
+``uint8`` label map. Outputs are written to temporary files and renamed into
+place only when the whole subject succeeded.
+
+:func:`prepare` runs a whole dataset: discovery, the split, skipping finished
+subjects, the process pool with one progress bar, and the final files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import traceback
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+from tqdm import tqdm
+
+from torchio_ramp.labels import CLASS_NAMES
+from torchio_ramp.labels import merge_totalseg_masks
+from torchio_ramp.labels import remap_abdomenct1k
+
+from . import images as imio
+from .errors import FatalPrepError
+from .errors import PrepError
+from .errors import describe_os_error
+from .images import Geometry
+from .outputs import DEFAULT_NNUNET_NAMES
+from .outputs import Layout
+from .outputs import finalize
+from .outputs import load_records
+from .outputs import make_layout
+from .outputs import output_lock
+from .outputs import read_json
+from .outputs import record_status
+from .outputs import relocate
+from .outputs import source_fingerprint
+from .outputs import stat_entry
+from .outputs import write_json
+from .outputs import write_record
+from .sources import DISCOVER
+from .sources import Cohort
+from .sources import SubjectSource
+from .splits import DEFAULT_FRACTIONS
+from .splits import DEFAULT_SEED
+from .splits import compute_split
+from .splits import split_of
+
+MAX_TASKS_PER_WORKER = 25
+
+
+@dataclass(frozen=True)
+class Options:
+    """Conversion options that change the outputs (part of each record)."""
+
+    link: bool = False
+    resample_masks: bool = False
+
+    def key(self) -> dict[str, Any]:
+        """Options as stored in records."""
+        return {'link': self.link, 'resample_masks': self.resample_masks}
+
+
+@dataclass(frozen=True)
+class Task:
+    """Everything a worker needs to convert one subject (picklable)."""
+
+    dataset: str
+    subject: SubjectSource
+    src: Path
+    root: Path
+    image_rel: str
+    label_rel: str
+    options: Options
+
+
+def _rel(path: Path, src: Path) -> str:
+    try:
+        return path.relative_to(src).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _reference_geometry(task: Task, repairs: list[str]):
+    """CT geometry (header only) or, for a repaired header, the CT image."""
+    ct = task.subject.image
+    if not ct.exists():
+        raise PrepError(f'{ct}: file not found')
+    header = imio.read_header(ct)
+    if header is None:
+        image, repair = imio.read_image(ct)
+        repairs.append(imio.Repair(_rel(ct, task.src), repair.max_angle_deg).describe())
+        return Geometry.of(image), image
+    geometry, pixel, components = header
+    if components != 1:
+        raise PrepError(
+            f'{ct}: CT has {components} components per voxel ({pixel}); '
+            'expected a scalar image'
+        )
+    return geometry, None
+
+
+def _load_mask(
+    task: Task,
+    path: Path,
+    geometry: Geometry,
+    repairs: list[str],
+    resampled: list[str],
+    name: str,
+) -> sitk.Image:
+    image, repair = imio.read_image(path)
+    if repair is not None:
+        repairs.append(
+            imio.Repair(_rel(path, task.src), repair.max_angle_deg).describe()
+        )
+    differences = geometry.differences(Geometry.of(image))
+    if differences:
+        if not task.options.resample_masks:
+            raise PrepError(
+                f'{path}: geometry differs from the CT {task.subject.image} ('
+                + '; '.join(differences)
+                + '). Fix the mask, or pass --resample-masks to resample masks '
+                'onto the CT grid (nearest neighbour).'
+            )
+        image = imio.resample_like(image, geometry)
+        resampled.append(name)
+    return image
+
+
+def _write_ct(task: Task, ct_image: sitk.Image | None, tmp: Path, out: Path):
+    """Put the CT at ``tmp``; return (sha256, linked)."""
+    source = task.subject.image
+    if ct_image is not None:  # repaired header: the file must be rewritten
+        imio.sitk_write(ct_image, tmp, out)
+        return imio.sha256_file(tmp), False
+    if not source.name.endswith('.nii.gz'):
+        image, _ = imio.read_image(source)
+        imio.sitk_write(image, tmp, out)
+        return imio.sha256_file(tmp), False
+    expected = imio.expected_size(source)
+    if task.options.link:
+        size, sha = imio.verify_stream(source)
+        try:
+            os.symlink(source.resolve(), tmp)
+        except OSError as error:
+            raise describe_os_error(error, out, 'writing') from error
+        linked = True
+    else:
+        size, sha = imio.copy_checked(source, tmp, out)
+        linked = False
+    if expected is not None and size < expected:
+        raise PrepError(
+            f'{source}: truncated NIfTI data ({size} bytes after decompression, '
+            f'the header needs {expected}); re-download or re-export it.'
+        )
+    return sha, linked
+
+
+def _convert(task: Task) -> dict[str, Any]:
+    subject = task.subject
+    fingerprint = source_fingerprint(subject.files(), task.src)
+    repairs: list[str] = []
+    resampled: list[str] = []
+    geometry, ct_image = _reference_geometry(task, repairs)
+    if len(geometry.size) != 3:
+        raise PrepError(
+            f'{subject.image}: expected a 3D image, got size {geometry.size}'
+        )
+    image_out = task.root / task.image_rel
+    label_out = task.root / task.label_rel
+    for folder in (image_out.parent, label_out.parent):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise describe_os_error(error, folder, 'writing') from error
+    image_tmp = imio.temp_path(image_out)
+    label_tmp = imio.temp_path(label_out)
+    try:
+        image_sha, linked = _write_ct(task, ct_image, image_tmp, image_out)
+        del ct_image
+
+        conflicts: dict[str, int] = {}
+        conflict_voxels = 0
+        dropped: dict[str, int] = {}
+        if task.dataset == 'totalseg':
+
+            def load(name: str) -> np.ndarray:
+                path = subject.masks[name]
+                image = _load_mask(task, path, geometry, repairs, resampled, name)
+                return imio.integer_array(image, path, range(2))
+
+            merged = merge_totalseg_masks(load)
+            label = merged.label
+            conflict_voxels = merged.conflict_voxels
+            conflicts = {f'{w}>{lo}': n for (w, lo), n in merged.conflict_pairs.items()}
+        else:
+            path = subject.masks['labels']
+            image = _load_mask(task, path, geometry, repairs, resampled, 'labels')
+            array = imio.integer_array(image, path, range(5))
+            del image
+            label, dropped_ids = remap_abdomenct1k(array)
+            del array
+            dropped = {'pancreas': dropped_ids[4]}
+
+        voxels = {
+            name: int(np.count_nonzero(label == v)) for v, name in CLASS_NAMES.items()
+        }
+        voxels = {'background': int(label.size) - sum(voxels.values()), **voxels}
+        label_image = geometry.apply(sitk.GetImageFromArray(label))
+        del label
+        imio.sitk_write(label_image, label_tmp, label_out)
+        del label_image
+        label_sha = imio.sha256_file(label_tmp)
+        try:
+            os.replace(image_tmp, image_out)
+            os.replace(label_tmp, label_out)
+        except OSError as error:
+            raise describe_os_error(error, label_out, 'writing') from error
+    except BaseException:
+        for tmp in (image_tmp, label_tmp):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        raise
+    return {
+        'id': subject.id,
+        'dataset': task.dataset,
+        'image': task.image_rel,
+        'label': task.label_rel,
+        'linked': linked,
+        'shape': list(geometry.size),
+        'spacing': list(geometry.spacing),
+        'origin': list(geometry.origin),
+        'direction': list(geometry.direction),
+        'voxels': voxels,
+        'conflict_voxels': conflict_voxels,
+        'conflicts': conflicts,
+        'dropped': dropped,
+        'repaired': repairs,
+        'resampled': resampled,
+        'source_split': subject.source_split,
+        'options': task.options.key(),
+        'source': fingerprint,
+        'outputs': {
+            'image': {**stat_entry(image_out), 'sha256': image_sha},
+            'label': {**stat_entry(label_out), 'sha256': label_sha},
+        },
+    }
+
+
+def convert_subject(task: Task) -> dict[str, Any]:
+    """Convert one subject; never raises for a problem with its data.
+
+    Returns:
+        ``{'id', 'ok': True, 'record'}`` or ``{'id', 'ok': False, 'error',
+        'fatal'}`` (``fatal``: disk full or OUT not writable, which stops the
+        run).
+
+    Example:
+        >>> result = convert_subject(task)  # doctest: +SKIP
+        >>> result['ok'], result['record']['voxels']['liver']  # doctest: +SKIP
+        (True, 39350)
+    """
+    try:
+        return {'id': task.subject.id, 'ok': True, 'record': _convert(task)}
+    except FatalPrepError as error:
+        return {'id': task.subject.id, 'ok': False, 'fatal': True, 'error': str(error)}
+    except PrepError as error:
+        return {'id': task.subject.id, 'ok': False, 'fatal': False, 'error': str(error)}
+    except MemoryError:
+        return {
+            'id': task.subject.id,
+            'ok': False,
+            'fatal': False,
+            'error': 'out of memory; re-run with fewer --workers',
+        }
+    except Exception as error:  # a bug or an unforeseen file problem
+        detail = traceback.format_exc(limit=3).strip().splitlines()[-1]
+        return {
+            'id': task.subject.id,
+            'ok': False,
+            'fatal': False,
+            'error': f'unexpected {type(error).__name__}: {error} ({detail})',
+        }
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """Fork-server workers where available (Linux, macOS), else spawn.
+
+    Workers never fork the main process (SimpleITK's thread pool makes that
+    unsafe). The fork server imports this module once, so each worker, and
+    each replacement after ``MAX_TASKS_PER_WORKER`` subjects, starts in
+    milliseconds instead of re-importing torch.
+    """
+    if 'forkserver' in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context('forkserver')
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context('spawn')  # pragma: no cover - Windows
+
+
+def _init_worker() -> None:
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+
+
+def run_tasks(
+    tasks: list[Task], workers: int, progress: bool, desc: str
+) -> Iterator[dict[str, Any]]:
+    """Run ``tasks`` with ``workers`` processes (in-process for 1), one bar.
+
+    Yields results as subjects finish.
+    """
+    bar = tqdm(total=len(tasks), desc=desc, unit='subject', disable=not progress)
+    failed = 0
+    try:
+        if workers <= 1 or len(tasks) <= 1:
+            for task in tasks:
+                result = convert_subject(task)
+                failed += not result['ok']
+                bar.set_postfix(failed=failed)
+                bar.update()
+                yield result
+            return
+        context = _pool_context()
+        executor = ProcessPoolExecutor(
+            max_workers=min(workers, len(tasks)),
+            mp_context=context,
+            initializer=_init_worker,
+            max_tasks_per_child=MAX_TASKS_PER_WORKER,
+        )
+        try:
+            futures = [executor.submit(convert_subject, task) for task in tasks]
+            for future in as_completed(futures):
+                try:
+                    result = future.result()
+                except BrokenProcessPool as error:
+                    raise FatalPrepError(
+                        'A worker process died (killed, e.g. out of memory); '
+                        'finished subjects are kept. Re-run with fewer --workers.'
+                    ) from error
+                failed += not result['ok']
+                bar.set_postfix(failed=failed)
+                bar.update()
+                yield result
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+    finally:
+        bar.close()
+
+
+# --------------------------------------------------------------------------
+# A whole run
+
+
+@dataclass
+class Summary:
+    """Outcome of :func:`prepare`.
+
+    Attributes:
+        root: The dataset folder written.
+        converted: Subjects converted in this run.
+        skipped: Subjects already done (outputs current), not redone.
+        failed: Subject id -> error, for this run.
+        splits: The written ``splits.json``.
+        cohort: The discovered cohort.
+    """
+
+    root: Path
+    converted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    splits: dict[str, Any] = field(default_factory=dict)
+    cohort: Cohort | None = None
+
+
+def parse_subject_ids(values: tuple[str, ...] | list[str]) -> list[str]:
+    """Expand ``--subjects`` values: comma lists and ``@file`` (one id a line).
+
+    Raises:
+        PrepError: If an ``@file`` cannot be read.
+
+    Example:
+        >>> parse_subject_ids(['s0001,s0002', 's0003'])
+        ['s0001', 's0002', 's0003']
+    """
+    ids: list[str] = []
+    for value in values:
+        if value.startswith('@'):
+            path = Path(value[1:])
+            try:
+                text = path.read_text(encoding='utf-8')
+            except OSError as error:
+                raise describe_os_error(error, path, 'reading') from error
+            parts = [line.split('#')[0].strip() for line in text.splitlines()]
+        else:
+            parts = [p.strip() for p in value.split(',')]
+        ids.extend(p for p in parts if p)
+    return list(dict.fromkeys(ids))
+
+
+def _prepare_out(out: Path, src: Path) -> None:
+    src_r, out_r = src.resolve(), out.resolve()
+    if out_r == src_r or src_r in out_r.parents:
+        raise PrepError(f'OUT {out} must not be SRC or inside it ({src})')
+    if out.exists() and not out.is_dir():
+        raise FatalPrepError(f'OUT {out} exists and is not a folder')
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise FatalPrepError(
+            f'OUT {out} cannot be created: {error.strerror or error}'
+        ) from error
+    try:
+        imio.write_text(out / '.ramp-prep-write-test', 'ok\n')
+        (out / '.ramp-prep-write-test').unlink()
+    except (OSError, PrepError) as error:
+        raise FatalPrepError(f'OUT {out} is not writable: {error}') from error
+
+
+def _check_compatible(layout: Layout, state_path: Path, cohort: Cohort) -> None:
+    if not state_path.exists():
+        return
+    old = read_json(state_path)
+    same = (
+        old.get('dataset') == cohort.dataset
+        and bool(old.get('synthetic')) == cohort.synthetic
+    )
+    if not same:
+        kind = ('synthetic ' if old.get('synthetic') else '') + str(old.get('dataset'))
+        raise PrepError(
+            f'OUT {layout.root} already holds {kind} data (from {old.get("src")}); '
+            'use another OUT folder.'
+        )
+
+
+def prepare(
+    dataset: str,
+    src: Path,
+    out: Path,
+    *,
+    fmt: str = 'ramp',
+    dataset_id: int | None = None,
+    dataset_name: str | None = None,
+    seed: int = DEFAULT_SEED,
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
+    subjects: list[str] | None = None,
+    workers: int = 1,
+    options: Options = Options(),
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Summary:
+    """Convert a TotalSegmentator v2 or AbdomenCT-1K release into OUT.
+
+    The split is computed on the whole cohort found in ``src`` before any
+    filtering, so ``subjects`` only chooses which of them to convert now;
+    nobody changes split when more subjects are added later.
+
+    Args:
+        dataset: ``'totalseg'`` or ``'abdomenct1k'``.
+        src: Release folder.
+        out: Output folder.
+        fmt: ``'ramp'`` or ``'nnunet'``.
+        dataset_id: nnU-Net dataset id (``--format nnunet``).
+        dataset_name: nnU-Net dataset name.
+        seed: Split seed.
+        fractions: Train/val/test fractions.
+        subjects: Only convert these ids (must be in the cohort).
+        workers: Worker processes.
+        options: ``--link`` / ``--resample-masks``.
+        overwrite: Redo subjects whose outputs are current.
+        progress: Show a progress bar.
+
+    Returns:
+        What was converted, skipped and failed, and the split.
+
+    Raises:
+        PrepError: For problems with SRC, OUT or the arguments;
+            :class:`FatalPrepError` for disk full / not writable.
+
+    Example:
+        >>> summary = prepare('totalseg', Path('Totalsegmentator_dataset_v201'),
+        ...                   Path('prepared/totalseg'), workers=8)  # doctest: +SKIP
+        >>> [len(summary.splits[n]) for n in ('train', 'val', 'test')]  # doctest: +SKIP
+        [859, 184, 185]
+    """
+    if dataset not in DISCOVER:
+        raise PrepError(f'unknown dataset {dataset!r}')
+    if workers < 1:
+        raise PrepError(f'--workers must be at least 1, got {workers}')
+    cohort = DISCOVER[dataset](src)
+    name = dataset_name or DEFAULT_NNUNET_NAMES[dataset] + (
+        'Synth' if cohort.synthetic else ''
+    )
+    layout = make_layout(out, fmt, dataset_id, name)
+    _prepare_out(out, src)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    with output_lock(layout):
+        state_path = layout.state_dir / 'state.json'
+        _check_compatible(layout, state_path, cohort)
+        if not cohort.subjects:
+            raise PrepError(
+                f'SRC {src} has no complete subject; excluded: '
+                + '; '.join(f'{k}: {v}' for k, v in list(cohort.excluded.items())[:5])
+            )
+        by_id = {s.id: s for s in cohort.subjects}
+        if subjects is not None:
+            unknown = [i for i in subjects if i not in by_id]
+            if unknown:
+                why = [
+                    f'{i} ({cohort.excluded[i]})'
+                    for i in unknown
+                    if i in cohort.excluded
+                ]
+                raise PrepError(
+                    f'--subjects: not in the cohort of {src}: {", ".join(unknown[:10])}'
+                    + (f'; excluded: {"; ".join(why[:5])}' if why else '')
+                )
+        selected = list(by_id) if subjects is None else sorted(set(subjects))
+        cohort_split = compute_split(cohort.ids, seed, fractions)
+        where = split_of(cohort_split)
+        for folder in layout.output_folders:
+            imio.remove_stale_temporaries(folder)
+
+        records = load_records(layout)
+        for subject_id, record in records.items():
+            if subject_id in where and relocate(layout, record, where[subject_id]):
+                write_record(layout, record)
+        option_key = options.key()
+        tasks: list[Task] = []
+        summary = Summary(root=layout.root, cohort=cohort)
+        for subject_id in selected:
+            subject = by_id[subject_id]
+            fingerprint = source_fingerprint(subject.files(), src)
+            status = record_status(
+                records.get(subject_id), layout, option_key, fingerprint
+            )
+            if status is None and not overwrite:
+                summary.skipped.append(subject_id)
+                continue
+            tasks.append(
+                Task(
+                    dataset,
+                    subject,
+                    src,
+                    layout.root,
+                    layout.image_rel(subject_id, where[subject_id]),
+                    layout.label_rel(subject_id, where[subject_id]),
+                    options,
+                )
+            )
+        state = {
+            'dataset': dataset,
+            'synthetic': cohort.synthetic,
+            'src': str(src.resolve()),
+            'format': layout.format,
+            'seed': seed,
+            'fractions': list(fractions),
+            'cohort': cohort.ids,
+            'cohort_basis': 'source',
+            'excluded': cohort.excluded,
+            'notes': cohort.notes,
+            'options': option_key,
+            'failures': {},
+            'not_prepared': {},
+        }
+        write_json(state_path, state)
+
+        desc = f'ramp-prep {dataset}' + (' (synthetic)' if cohort.synthetic else '')
+        fatal: str | None = None
+        for result in run_tasks(tasks, workers, progress, desc):
+            if result['ok']:
+                write_record(layout, result['record'])
+                records[result['id']] = result['record']
+                summary.converted.append(result['id'])
+            elif result.get('fatal'):
+                fatal = result['error']
+                break
+            else:
+                summary.failed[result['id']] = result['error']
+        if fatal is not None:
+            raise FatalPrepError(fatal)
+
+        state['failures'] = dict(sorted(summary.failed.items()))
+        summary.splits = finish(layout, state, records, cohort_split, selected)
+        return summary
+
+
+def finish(
+    layout: Layout,
+    state: dict[str, Any],
+    records: dict[str, dict[str, Any]],
+    cohort_split: dict[str, list[str]],
+    selected: list[str] | None = None,
+) -> dict[str, Any]:
+    """Check records against the disk and write the final files.
+
+    Returns:
+        The written ``splits.json``.
+    """
+    cohort = set(state['cohort'])
+    current = {}
+    not_prepared = {}
+    chosen = set(selected) if selected is not None else cohort
+    for subject_id in sorted(cohort):
+        record = records.get(subject_id)
+        status = record_status(record, layout, state['options'], None)
+        if status is None:
+            current[subject_id] = record
+        elif subject_id in state['failures']:
+            not_prepared[subject_id] = 'failed: ' + state['failures'][subject_id]
+        elif subject_id not in chosen:
+            not_prepared[subject_id] = 'not selected (--subjects)'
+        else:
+            not_prepared[subject_id] = status
+    state['not_prepared'] = not_prepared
+    state['stale'] = sorted(set(records) - cohort)
+    write_json(layout.state_dir / 'state.json', state)
+    return finalize(layout, state, current, cohort_split)
+
+
+def resplit(
+    root: Path,
+    seed: int,
+    fractions: tuple[float, float, float],
+    basis: str = 'source',
+) -> dict[str, Any]:
+    """Recompute the split of a prepared folder (``ramp-prep split``).
+
+    Args:
+        root: The dataset folder (OUT, or the nnU-Net ``DatasetNNN_Name``).
+        seed: New seed.
+        fractions: New fractions.
+        basis: ``'source'`` splits the whole recorded cohort (as the first
+            run did); ``'prepared'`` splits only the subjects present.
+
+    Returns:
+        The written ``splits.json``.
+
+    Raises:
+        PrepError: If ``root`` is not a prepared folder.
+
+    Example:
+        >>> out = Path('prepared/totalseg')
+        >>> splits = resplit(out, 7, (0.8, 0.1, 0.1))  # doctest: +SKIP
+    """
+    from .outputs import find_layout
+
+    layout = find_layout(root)
+    state_path = layout.state_dir / 'state.json'
+    if not state_path.exists():
+        raise PrepError(
+            f'{root} has no {state_path.relative_to(root)}; re-run the conversion'
+        )
+    with output_lock(layout):
+        state = read_json(state_path)
+        records = load_records(layout)
+        if basis == 'prepared':
+            ids = [
+                i
+                for i in state['cohort']
+                if record_status(records.get(i), layout, state['options'], None) is None
+            ]
+        elif basis == 'source':
+            ids = state['cohort']
+        else:
+            raise PrepError(f"--cohort must be 'source' or 'prepared', got {basis!r}")
+        if not ids:
+            raise PrepError(f'{root} has no prepared subjects to split')
+        cohort_split = compute_split(ids, seed, fractions)
+        where = split_of(cohort_split)
+        for subject_id, record in records.items():
+            if subject_id in where and relocate(layout, record, where[subject_id]):
+                write_record(layout, record)
+        state.update(
+            seed=seed,
+            fractions=list(fractions),
+            cohort=sorted(ids),
+            cohort_basis=basis,
+        )
+        return finish(layout, state, records, cohort_split)

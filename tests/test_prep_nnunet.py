@@ -1,0 +1,133 @@
+"""``--format nnunet``: nnU-Net v2 raw dataset structure and re-splitting."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ramp_prep.convert import prepare
+from ramp_prep.convert import resplit
+from ramp_prep.errors import PrepError
+from ramp_prep.splits import compute_split
+from torchio_ramp.datasets import load_split
+from torchio_ramp.datasets import read_dataset_info
+
+from .prep_fixtures import make_totalseg
+from .prep_fixtures import read_array
+
+
+def names(folder):
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+@pytest.fixture
+def exported(tmp_path):
+    src = tmp_path / 'src'
+    ids = make_totalseg(src, n=7)
+    summary = prepare(
+        'totalseg', src, tmp_path / 'out', fmt='nnunet', dataset_id=42, progress=False
+    )
+    return src, tmp_path / 'out' / 'Dataset042_RampTotalSegSynth', ids, summary
+
+
+def test_nnunet_folder_structure(exported):
+    src, root, ids, summary = exported
+    assert summary.root == root
+    split = compute_split(ids, 42)
+    trval = sorted(split['train'] + split['val'])
+    assert names(root / 'imagesTr') == [f'{i}_0000.nii.gz' for i in trval]
+    assert names(root / 'labelsTr') == [f'{i}.nii.gz' for i in trval]
+    assert names(root / 'imagesTs') == [f'{i}_0000.nii.gz' for i in split['test']]
+    assert names(root / 'labelsTs') == [f'{i}.nii.gz' for i in split['test']]
+    case = split['test'][0]
+    assert (root / 'imagesTs' / f'{case}_0000.nii.gz').read_bytes() == (
+        src / case / 'ct.nii.gz'
+    ).read_bytes()
+    label = read_array(root / 'labelsTs' / f'{case}.nii.gz')
+    assert label.dtype == np.uint8 and set(np.unique(label)) == {0, 1, 2, 3, 4, 5}
+
+
+def test_nnunet_dataset_json_and_splits_final(exported):
+    _, root, ids, _ = exported
+    info = json.loads((root / 'dataset.json').read_text())
+    assert info['channel_names'] == {'0': 'CT'}
+    assert info['labels'] == {
+        'background': 0,
+        'liver': 1,
+        'spleen': 2,
+        'kidney': 3,
+        'heart': 4,
+        'colon': 5,
+    }
+    assert info['numTraining'] == 5  # train 4 + val 1
+    assert info['file_ending'] == '.nii.gz'
+    assert info['layout'] == 'nnunet' and info['annotated_classes'] == [1, 2, 3, 4, 5]
+    split = compute_split(ids, 42)
+    final = json.loads((root / 'splits_final.json').read_text())
+    assert final == [{'train': split['train'], 'val': split['val']}]
+    splits = json.loads((root / 'splits.json').read_text())
+    assert {n: splits[n] for n in split} == split
+    assert read_dataset_info(root)['dataset'] == 'synthetic-totalseg'
+    with pytest.raises(FileNotFoundError, match='an nnU-Net export is inside'):
+        read_dataset_info(root.parent)
+
+
+def test_load_split_reads_the_nnunet_export(exported):
+    _, root, ids, _ = exported
+    split = compute_split(ids, 42)
+    test = load_split(root, 'test')
+    assert [s['subject_id'] for s in test.dry_iter()] == split['test']
+    subject = test[0]
+    assert subject.ct.shape == subject.label.shape == (1, 24, 24, 24)
+
+
+def test_resplit_moves_cases_between_tr_and_ts(exported):
+    _, root, ids, _ = exported
+    splits = resplit(root, 7, (0.4, 0.3, 0.3))
+    expected = compute_split(ids, 7, (0.4, 0.3, 0.3))
+    assert {n: splits[n] for n in expected} == expected
+    trval = sorted(expected['train'] + expected['val'])
+    assert names(root / 'imagesTr') == [f'{i}_0000.nii.gz' for i in trval]
+    assert names(root / 'labelsTs') == [f'{i}.nii.gz' for i in expected['test']]
+    assert json.loads((root / 'splits_final.json').read_text()) == [
+        {'train': expected['train'], 'val': expected['val']}
+    ]
+    info = json.loads((root / 'dataset.json').read_text())
+    assert info['seed'] == 7 and info['numTraining'] == len(trval)
+    manifest = (root / 'manifest.csv').read_text()
+    assert (
+        f'{expected["test"][0]},test,imagesTs/{expected["test"][0]}_0000.nii.gz'
+        in manifest
+    )
+    # A later conversion run with the default seed moves them back and redoes nothing.
+    summary = prepare(
+        'totalseg',
+        root.parent.parent / 'src',
+        root.parent,
+        fmt='nnunet',
+        dataset_id=42,
+        progress=False,
+    )
+    assert summary.converted == [] and sorted(summary.skipped) == ids
+    default = compute_split(ids, 42)
+    assert names(root / 'imagesTs') == [f'{i}_0000.nii.gz' for i in default['test']]
+
+
+def test_nnunet_needs_a_dataset_id(tmp_path):
+    make_totalseg(tmp_path / 'src', n=1)
+    with pytest.raises(PrepError, match='--format nnunet needs --dataset-id'):
+        prepare(
+            'totalseg', tmp_path / 'src', tmp_path / 'out', fmt='nnunet', progress=False
+        )
+    with pytest.raises(PrepError, match='--dataset-name must be letters'):
+        prepare(
+            'totalseg',
+            tmp_path / 'src',
+            tmp_path / 'out',
+            fmt='nnunet',
+            dataset_id=3,
+            dataset_name='bad name',
+            progress=False,
+        )
