@@ -138,11 +138,10 @@ def test_baseline_leaves_the_subject_unchanged(subject):
 def _lateral_subject(orientation_flip: bool) -> tio.Subject:
     """Left kidney (2) on the patient's left side, right kidney (3) on the right."""
     label = torch.zeros(1, 8, 4, 4, dtype=torch.uint8)
-    # RAS: i grows towards the patient's left... no: towards Right->Left is L.
-    label[0, :2] = 3  # low i is the patient's right in RAS
-    label[0, -2:] = 2
+    label[0, :2] = 2  # RAS: x grows towards the patient's right
+    label[0, -2:] = 3
     affine = np.eye(4)
-    if orientation_flip:  # LAS storage: the first axis now points to the right
+    if orientation_flip:  # LAS storage: the first axis now points to the left
         affine[0, 0] = -1
         label = label.flip(1)
     return tio.Subject(seg=tio.LabelMap(tensor=label, affine=affine))

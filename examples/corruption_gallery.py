@@ -1,0 +1,105 @@
+"""Draw the evaluation grid: every corruption family at every severity level.
+
+Rows are the 13 families of Table 2, columns the clean slice and the five
+severity levels of the stress test (0.05 ... 0.25), all on the same axial slice.
+
+Usage:
+    python examples/corruption_gallery.py                     # built-in phantom
+    python examples/corruption_gallery.py --ct path/to/ct.nii.gz --out gallery.png
+
+The phantom is synthetic; with ``--ct`` any CT in Hounsfield units works.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import torch
+import torchio as tio
+
+from torchio_ramp import FAMILIES
+from torchio_ramp import SEVERITY_LEVELS
+from torchio_ramp import Corruption
+from torchio_ramp import CTNormalize
+from torchio_ramp.datasets import phantom_subject
+
+HERE = Path(__file__).resolve().parent
+
+
+def corruption_grid(
+    ct: tio.ScalarImage, seed: int = 0
+) -> dict[tuple[str, float], torch.Tensor]:
+    """The middle axial slice of ``ct`` for every (family, level) and clean."""
+    normalized = CTNormalize()(ct)
+    k = normalized.shape[-1] // 2
+    slices = {('clean', 0.0): normalized.data[0, :, :, k]}
+    for row, family in enumerate(FAMILIES):
+        for column, level in enumerate(SEVERITY_LEVELS):
+            # one seed per cell, as in the stress test (random axes, shifts...)
+            cell_seed = seed + 100 * row + column
+            corrupted = Corruption(family, level=level, seed=cell_seed)(normalized)
+            slices[family, level] = corrupted.data[0, :, :, k]
+    return slices
+
+
+def draw(slices: dict[tuple[str, float], torch.Tensor], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    rows, columns = len(FAMILIES), len(SEVERITY_LEVELS) + 1
+    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.5 * rows))
+    clean = slices['clean', 0.0]
+    for row, (family, operator) in enumerate(FAMILIES.items()):
+        cells = [clean] + [slices[family, level] for level in SEVERITY_LEVELS]
+        for column, image in enumerate(cells):
+            axis = axes[row, column]
+            # RAS voxels (I, J): radiological view, patient's right on the left
+            axis.imshow(image.T.flip(0).flip(1), cmap='gray', vmin=0, vmax=1)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == 0:
+                label = (
+                    'clean' if column == 0 else f'level {SEVERITY_LEVELS[column - 1]}'
+                )
+                axis.set_title(label, fontsize=9)
+        axes[row, 0].set_ylabel(operator.title, fontsize=8, rotation=0, ha='right')
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout(rect=(0, 0, 1, 0.98))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
+@click.command()
+@click.option(
+    '--ct',
+    type=click.Path(exists=True, dir_okay=False),
+    help='CT in HU (default: phantom).',
+)
+@click.option(
+    '--out',
+    type=click.Path(dir_okay=False),
+    default=str(HERE / 'figures' / 'corruption_gallery.png'),
+    show_default=True,
+)
+@click.option('--seed', type=int, default=0, show_default=True)
+def main(ct: str | None, out: str, seed: int) -> None:
+    """Save the 13 x 5 corruption gallery as a PNG."""
+    if ct is None:
+        image = phantom_subject(
+            shape=(96, 96, 32), spacing=(1.5, 1.5, 3.0), seed=seed
+        ).ct
+        title = 'RAMP corruption families x severity levels (synthetic phantom)'
+    else:
+        image = tio.ScalarImage(ct)
+        name = f'{Path(ct).parent.name}/{Path(ct).name}'
+        title = f'RAMP corruption families x severity levels ({name})'
+    draw(corruption_grid(image, seed=seed), Path(out), title)
+    click.echo(f'Wrote {out}')
+
+
+if __name__ == '__main__':
+    main()
