@@ -1,0 +1,415 @@
+"""Predictors: load a trained model and predict whole volumes.
+
+A *predictor* is any callable ``image (C, D, H, W) float tensor in [0, 1] ->
+integer label map (D, H, W)``. :func:`load_model` reads a model as
+
+* a TorchScript file (``torch.jit.save``), or
+* ``package.module:factory`` plus a ``state_dict`` file (``--weights``): the
+  factory (importable from the working directory or ``PYTHONPATH``) is
+  called without arguments and must return the network; the
+  weights are read with ``torch.load(..., weights_only=True)`` (no pickled
+  code is run) and may be a plain ``state_dict`` or a checkpoint dictionary
+  holding it under ``'state_dict'`` or ``'model'``.
+
+:func:`make_predictor` wraps the network in
+:class:`~torchio_ramp.inference.SlidingWindowPredictor` (TorchIO's
+``GridSampler`` / ``GridAggregator``).
+
+Model sidecar. The intensity window and the patch size must be those of
+training. The training script writes them to a JSON file next to the model,
+found as ``<model path without suffix>.json`` or, failing that,
+``config.json`` in the model's folder (for ``module:factory`` the model path
+is the ``--weights`` file). Keys (others are ignored):
+
+* ``hu_range``: ``[low, high]`` Hounsfield window of
+  :class:`~torchio_ramp.CTNormalize`, e.g. ``[-200, 300]``;
+* ``patch_size``: one int or three, the training patch size in voxels;
+* ``num_classes`` (optional): output channels including background (6 for
+  the five-organ head); checked against the model's output;
+* ``strategy`` (optional): augmentation strategy name, e.g. ``"ramp"``;
+  recorded with the results.
+
+Command-line flags (``--hu-range``, ``--patch-size``) override the sidecar.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import pickle
+import re
+import sys
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..inference import SlidingWindowPredictor
+from .store import file_sha256
+
+_FACTORY = re.compile(r'[A-Za-z_][\w.]*:[A-Za-z_][\w.]*')
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Training settings read from a model sidecar (see the module docstring).
+
+    Attributes:
+        hu_range: Hounsfield window, or ``None`` if not given.
+        patch_size: Patch size (three ints), or ``None``.
+        num_classes: Output channels incl. background, or ``None``.
+        strategy: Augmentation strategy name, or ``None``.
+        source: The sidecar file, or ``None`` if there is none.
+    """
+
+    hu_range: tuple[float, float] | None = None
+    patch_size: tuple[int, int, int] | None = None
+    num_classes: int | None = None
+    strategy: str | None = None
+    source: Path | None = None
+
+
+def find_sidecar(model_path: str | Path) -> Path | None:
+    """The sidecar of a model file: ``<path without suffix>.json``, else
+    ``config.json`` in its folder, else ``None``.
+
+    Example:
+        >>> find_sidecar('runs/ramp/model.pt')  # doctest: +SKIP
+        PosixPath('runs/ramp/model.json')
+    """
+    path = Path(model_path)
+    for candidate in (path.with_suffix('.json'), path.parent / 'config.json'):
+        if candidate.is_file() and candidate != path:
+            return candidate
+    return None
+
+
+def parse_patch_size(value: Any, name: str = 'patch_size') -> tuple[int, int, int]:
+    """One positive int or three, as a triple.
+
+    Example:
+        >>> parse_patch_size(64), parse_patch_size([96, 96, 64])
+        ((64, 64, 64), (96, 96, 64))
+    """
+    values = [value] * 3 if isinstance(value, int) else value
+    try:
+        values = list(values)
+    except TypeError:
+        values = []
+    if len(values) != 3 or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
+    ):
+        raise ValueError(f'{name} must be one positive integer or three, not {value!r}')
+    return (values[0], values[1], values[2])
+
+
+def parse_hu_range(value: Any, name: str = 'hu_range') -> tuple[float, float]:
+    """``[low, high]`` with ``low < high``, as floats.
+
+    Example:
+        >>> parse_hu_range([-200, 300])
+        (-200.0, 300.0)
+    """
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError) as error:
+        message = f'{name} must be two numbers [low, high], not {value!r}'
+        raise ValueError(message) from error
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f'{name} must satisfy low < high, not {value!r}')
+    return low, high
+
+
+def read_model_config(model_path: str | Path) -> ModelConfig:
+    """Read the sidecar of a model file (an empty config if there is none).
+
+    Raises:
+        ValueError: If the sidecar is not valid JSON or a key has a wrong
+            value; the message names the file and the key.
+
+    Example:
+        >>> read_model_config('runs/ramp/model.pt').patch_size  # doctest: +SKIP
+        (96, 96, 96)
+    """
+    path = find_sidecar(model_path)
+    if path is None:
+        return ModelConfig()
+    try:
+        data = json.loads(path.read_text(encoding='utf-8'))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f'model sidecar {path} is not valid JSON: {error}') from error
+    if not isinstance(data, dict):
+        raise ValueError(f'model sidecar {path} must hold a JSON object')
+    try:
+        hu_range = data.get('hu_range')
+        patch_size = data.get('patch_size')
+        num_classes = data.get('num_classes')
+        strategy = data.get('strategy')
+        if num_classes is not None and (
+            isinstance(num_classes, bool)
+            or not isinstance(num_classes, int)
+            or num_classes < 2
+        ):
+            message = f'num_classes must be an integer >= 2, not {num_classes!r}'
+            raise ValueError(message)
+        if strategy is not None and not isinstance(strategy, str):
+            raise ValueError(f'strategy must be a string, not {strategy!r}')
+        return ModelConfig(
+            hu_range=None if hu_range is None else parse_hu_range(hu_range),
+            patch_size=None if patch_size is None else parse_patch_size(patch_size),
+            num_classes=num_classes,
+            strategy=strategy,
+            source=path,
+        )
+    except ValueError as error:
+        raise ValueError(f'model sidecar {path}: {error}') from error
+
+
+@dataclass
+class LoadedModel:
+    """A network ready for inference, with where it came from.
+
+    Attributes:
+        module: The network (in eval mode).
+        name: Default model name (the model file's stem).
+        path: The TorchScript file or the weights file.
+        spec: The model argument as given (path or ``module:factory``).
+        sha256: SHA-256 of :attr:`path`.
+        config: Its sidecar.
+    """
+
+    module: torch.nn.Module
+    name: str
+    path: Path
+    spec: str
+    sha256: str
+    config: ModelConfig
+
+    def fingerprint(self) -> dict[str, str]:
+        """What identifies the model in a run's arguments."""
+        kind = 'torchscript' if self.spec == str(self.path) else self.spec
+        return {'model': kind, 'model_sha256': self.sha256}
+
+
+def _state_dict(loaded: Any, path: Path) -> Mapping[str, torch.Tensor]:
+    if isinstance(loaded, Mapping):
+        for key in ('state_dict', 'model'):
+            inner = loaded.get(key)
+            if isinstance(inner, Mapping) and all(
+                isinstance(v, torch.Tensor) for v in inner.values()
+            ):
+                return inner
+        if loaded and all(isinstance(v, torch.Tensor) for v in loaded.values()):
+            return loaded
+    message = (
+        f'{path} holds no state_dict (a mapping of parameter names to tensors,'
+        " possibly under 'state_dict' or 'model')"
+    )
+    raise ValueError(message)
+
+
+def _load_factory(spec: str, weights: Path, device: torch.device) -> torch.nn.Module:
+    module_name, _, attribute = spec.partition(':')
+    # Like uvicorn and gunicorn: modules in the working directory are found.
+    if os.getcwd() not in sys.path and '' not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as error:
+        message = f'--model {spec}: cannot import {module_name!r}: {error}'
+        raise ValueError(message) from error
+    for part in attribute.split('.'):
+        if not hasattr(target, part):
+            raise ValueError(f'--model {spec}: {module_name!r} has no {attribute!r}')
+        target = getattr(target, part)
+    if not callable(target):
+        raise ValueError(f'--model {spec}: {attribute!r} is not callable')
+    network = target()
+    if not isinstance(network, torch.nn.Module):
+        message = (
+            f'--model {spec}: the factory returned {type(network).__name__}, not a'
+            ' torch.nn.Module'
+        )
+        raise ValueError(message)
+    try:
+        loaded = torch.load(weights, map_location='cpu', weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        message = (
+            f'cannot read the weights {weights} with torch.load(weights_only=True):'
+            f' {str(error).splitlines()[0]}. Save model.state_dict() with'
+            ' torch.save, not the whole model.'
+        )
+        raise ValueError(message) from error
+    try:
+        network.load_state_dict(_state_dict(loaded, weights))
+    except RuntimeError as error:
+        message = f'the weights {weights} do not fit {spec}: {error}'
+        raise ValueError(message) from error
+    return network.to(device)
+
+
+def load_model(
+    model: str | Path,
+    weights: str | Path | None = None,
+    *,
+    device: str | torch.device = 'cpu',
+) -> LoadedModel:
+    """Load a TorchScript file, or ``module:factory`` with a ``state_dict``.
+
+    Args:
+        model: Path of a TorchScript file, or ``package.module:factory``.
+        weights: The ``state_dict`` file (only with ``module:factory``).
+        device: Where to put the network.
+
+    Raises:
+        FileNotFoundError: If the model or weights file is missing.
+        ValueError: If it cannot be loaded (not TorchScript, no factory,
+            weights that do not fit); the message names the file.
+
+    Example:
+        >>> loaded = load_model('runs/ramp/model.pt')  # doctest: +SKIP
+        >>> loaded.name, loaded.config.patch_size  # doctest: +SKIP
+        ('model', (96, 96, 96))
+    """
+    device = torch.device(device)
+    spec = str(model)
+    path = Path(model)
+    if path.is_file():
+        if weights is not None:
+            message = (
+                f'--weights is only for --model module:factory; {path} is a file'
+                ' (a TorchScript model holds its weights)'
+            )
+            raise ValueError(message)
+        try:
+            network = torch.jit.load(str(path), map_location=device)
+        except (RuntimeError, ValueError) as error:
+            message = (
+                f'{path} is not a TorchScript file ({str(error).splitlines()[0]}).'
+                ' Save one with torch.jit.save(torch.jit.script(model), path), or'
+                ' pass --model package.module:factory --weights STATE_DICT'
+            )
+            raise ValueError(message) from error
+    elif _FACTORY.fullmatch(spec) and not path.exists():
+        if weights is None:
+            raise ValueError(f'--model {spec} needs --weights STATE_DICT_FILE')
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f'weights file not found: {path}')
+        network = _load_factory(spec, path, device)
+    else:
+        raise FileNotFoundError(
+            f'model file not found: {spec} (expected a TorchScript file or'
+            ' package.module:factory with --weights)'
+        )
+    network.eval()
+    return LoadedModel(
+        module=network,
+        name=path.stem,
+        path=path,
+        spec=spec if weights is not None else str(path),
+        sha256=file_sha256(path),
+        config=read_model_config(path),
+    )
+
+
+def check_output(
+    module: torch.nn.Module,
+    patch_size: Sequence[int],
+    *,
+    in_channels: int = 1,
+    num_classes: int | None = None,
+    device: str | torch.device = 'cpu',
+    name: str = 'the model',
+) -> int:
+    """Run one blank patch through ``module`` and return its number of classes.
+
+    Raises:
+        ValueError: If the forward pass fails, the output is not
+            ``(1, K, *patch_size)`` logits, or ``K`` differs from
+            ``num_classes``; the message names ``name``.
+
+    Example:
+        >>> check_output(torch.nn.Conv3d(1, 6, 1), (8, 8, 8))
+        6
+    """
+    patch = torch.zeros(1, in_channels, *patch_size, device=device)
+    try:
+        with torch.no_grad():
+            output = module(patch)
+    except Exception as error:  # any failure of user code: say where it happened
+        message = (
+            f'{name} failed on a blank (1, {in_channels}, {", ".join(map(str, patch_size))})'  # noqa: E501
+            f' patch: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ""}'  # noqa: E501
+        )
+        raise ValueError(message) from error
+    if not isinstance(output, torch.Tensor):
+        raise ValueError(f'{name} returned {type(output).__name__}, not a tensor')
+    shape = tuple(output.shape)
+    if len(shape) != 5 or shape[0] != 1 or shape[2:] != tuple(patch_size):
+        message = (
+            f'{name} maps a (1, {in_channels}, *{tuple(patch_size)}) patch to shape'
+            f' {shape}; expected logits (1, K, *{tuple(patch_size)})'
+        )
+        raise ValueError(message)
+    if num_classes is not None and shape[1] != num_classes:
+        message = (
+            f'{name} outputs {shape[1]} channels but its sidecar says num_classes'
+            f' = {num_classes}'
+        )
+        raise ValueError(message)
+    return shape[1]
+
+
+def default_overlap(patch_size: Sequence[int]) -> tuple[int, int, int]:
+    """Half the patch per axis, rounded down to an even number.
+
+    Example:
+        >>> default_overlap((96, 96, 25))
+        (48, 48, 12)
+    """
+    values = [(p // 2) // 2 * 2 for p in patch_size]
+    return (values[0], values[1], values[2])
+
+
+def make_predictor(
+    module: torch.nn.Module,
+    patch_size: Sequence[int],
+    *,
+    overlap: int | Sequence[int] | None = None,
+    batch_size: int = 2,
+    device: str | torch.device = 'cpu',
+    amp: bool = False,
+) -> SlidingWindowPredictor:
+    """Sliding-window predictor over ``module`` (see
+    :class:`~torchio_ramp.inference.SlidingWindowPredictor`).
+
+    Args:
+        module: Network mapping ``(B, 1, *patch)`` to logits.
+        patch_size: Patch size in voxels (three ints).
+        overlap: Overlap in voxels (default: :func:`default_overlap`).
+        batch_size: Patches per forward pass.
+        device: Device of the forward pass.
+        amp: Automatic mixed precision (CUDA only).
+
+    Example:
+        >>> predict = make_predictor(torch.nn.Conv3d(1, 6, 1), (8, 8, 8))
+        >>> predict(torch.rand(1, 10, 9, 8)).shape
+        torch.Size([10, 9, 8])
+    """
+    patch_size = parse_patch_size(list(patch_size))
+    if overlap is None:
+        overlap = default_overlap(patch_size)
+    return SlidingWindowPredictor(
+        module,
+        patch_size=patch_size,
+        overlap=overlap,
+        batch_size=batch_size,
+        device=device,
+        amp=amp,
+    )

@@ -1,0 +1,399 @@
+"""Run the stress test: every subject under every setting, results appended.
+
+:func:`evaluate_subject` scores one subject under all settings of a
+:class:`~torchio_ramp.stress.protocol.StressProtocol` and returns its
+long-format rows; :func:`run_stress_test` does that for the subjects of a
+prepared dataset split (or of one shard of it), appending each finished
+subject to the results store and skipping those already there.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import platform
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchio as tio
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..datasets import MANIFEST_CSV
+from ..datasets import load_split
+from ..datasets import read_dataset_info
+from ..labels import CLASS_NAMES
+from ..labels import SYNTHETIC_PREFIX
+from .metrics import overlap_counts
+from .protocol import Setting
+from .protocol import StressProtocol
+from .results import StressResults
+from .results import summarize
+from .store import SUMMARY_JSON
+from .store import ResultsError
+from .store import ResultsWriter
+from .store import complete_shards
+from .store import load_results
+from .store import make_header
+from .store import merge_shards
+from .store import shard_subjects
+from .store import write_json
+
+Predictor = Callable[[torch.Tensor], torch.Tensor]
+"""``image (C, D, H, W) float in [0, 1] -> label map (D, H, W), integer``."""
+
+
+def _check_prediction(
+    prediction: Any,
+    label: torch.Tensor,
+    subject_id: str,
+    setting: Setting,
+) -> torch.Tensor:
+    prediction = torch.as_tensor(prediction)
+    where = f'subject {subject_id!r}, setting {setting.name}'
+    if prediction.is_floating_point() or prediction.is_complex():
+        message = (
+            f'the predictor returned a {prediction.dtype} tensor for {where}; it'
+            ' must return an integer label map (e.g. logits.argmax(0))'
+        )
+        raise TypeError(message)
+    if prediction.shape != label.shape:
+        message = (
+            f'prediction shape {tuple(prediction.shape)} differs from the label'
+            f' shape {tuple(label.shape)} for {where}'
+        )
+        raise ValueError(message)
+    return prediction
+
+
+def evaluate_subject(
+    predictor: Predictor,
+    subject: tio.Subject,
+    protocol: StressProtocol,
+    *,
+    class_names: Mapping[int, str] = CLASS_NAMES,
+    annotated: Sequence[int] | None = None,
+    model: str = 'model',
+    image_name: str = 'ct',
+    label_name: str = 'label',
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Score one subject on the clean volume and every corrupted setting.
+
+    The CT (HU) is normalised with the protocol's window, then each setting's
+    volume is made, predicted and scored one at a time.
+
+    Args:
+        predictor: ``image (C, D, H, W) -> label map (D, H, W)``.
+        subject: With a CT in HU (``image_name``), a label map
+            (``label_name``), ``subject_id`` and optionally ``dataset``.
+        protocol: Settings and how volumes are made.
+        class_names: Classes to score and their names.
+        annotated: Classes the dataset annotates (default: all).
+        model: Model name written in each row.
+        image_name: Key of the CT in ``subject``.
+        label_name: Key of the label map in ``subject``.
+        progress: Show a progress bar over the settings.
+
+    Returns:
+        One row (a dict with the keys of
+        :data:`~torchio_ramp.stress.store.COLUMNS`) per setting x class.
+
+    Raises:
+        ValueError: If a prediction or the label does not have the CT's
+            spatial shape (naming the subject and setting).
+        TypeError: If the predictor does not return integer labels.
+
+    Example:
+        >>> from torchio_ramp.datasets import phantom_subject
+        >>> subject = phantom_subject((16, 16, 16), seed=0)
+        >>> label = subject.label.data[0]
+        >>> protocol = StressProtocol(families=['blur'], levels=[0.1])
+        >>> rows = evaluate_subject(lambda image: label, subject, protocol)
+        >>> len(rows), {row['dice'] for row in rows}
+        (10, {1.0})
+    """
+    subject_id = str(subject['subject_id'])
+    dataset = str(subject.get('dataset', ''))
+    classes = [int(c) for c in class_names]
+    annotated_set = set(classes if annotated is None else map(int, annotated))
+    label_image = subject[label_name]
+    label = label_image.data[0]
+    image = protocol.normalize(subject, image_name)
+    if tuple(image.shape[1:]) != tuple(label.shape):
+        message = (
+            f'subject {subject_id!r}: the label has shape {tuple(label.shape)} but'
+            f' the CT has {tuple(image.shape[1:])}'
+        )
+        raise ValueError(message)
+    voxel_ml = float(np.prod(label_image.spacing)) / 1000.0
+    rows: list[dict[str, Any]] = []
+    bar = tqdm(
+        total=len(protocol.settings),
+        desc=subject_id,
+        unit='setting',
+        leave=False,
+        disable=not progress,
+    )
+    # Only the volume being predicted is alive: the loop variable is dropped
+    # before the generator makes the next one.
+    for setting, volume in protocol.volumes(image, subject_id):
+        prediction = _check_prediction(predictor(volume), label, subject_id, setting)
+        del volume
+        bar.update()
+        counts = overlap_counts(prediction, label, classes)
+        dice = counts.dice()
+        for i, label_value in enumerate(classes):
+            target_ml = int(counts.target[i]) * voxel_ml
+            predicted_ml = int(counts.predicted[i]) * voxel_ml
+            rows.append(
+                {
+                    'model': model,
+                    'dataset': dataset,
+                    'subject_id': subject_id,
+                    'family': setting.family,
+                    'level': float(setting.level),
+                    'class_id': label_value,
+                    'class_name': class_names[label_value],
+                    'annotated': label_value in annotated_set,
+                    'dice': dice[label_value],
+                    'gt_voxels': int(counts.target[i]),
+                    'pred_voxels': int(counts.predicted[i]),
+                    'intersection_voxels': int(counts.intersection[i]),
+                    'gt_ml': target_ml,
+                    'pred_ml': predicted_ml,
+                    'abs_volume_error_ml': abs(predicted_ml - target_ml),
+                }
+            )
+    bar.close()
+    return rows
+
+
+def results_from_rows(
+    rows: Sequence[Mapping[str, Any]],
+    protocol: StressProtocol,
+    *,
+    class_names: Mapping[int, str] = CLASS_NAMES,
+    annotated: Sequence[int] | None = None,
+    synthetic: bool = False,
+) -> StressResults:
+    """In-memory :class:`~torchio_ramp.stress.results.StressResults` of rows.
+
+    For evaluations kept in memory (notebooks, tests) rather than on disk.
+
+    Example:
+        >>> from torchio_ramp.datasets import phantom_subject
+        >>> subject = phantom_subject((16, 16, 16), seed=0)
+        >>> protocol = StressProtocol(families=['blur'], levels=[0.1])
+        >>> rows = evaluate_subject(lambda x: subject.label.data[0], subject, protocol)
+        >>> results_from_rows(rows, protocol).subject_dice().tolist()
+        [[1.0, 1.0]]
+    """
+    if not rows:
+        raise ValueError('no rows')
+    return StressResults.from_rows(
+        rows,
+        protocol.settings,
+        list(class_names),
+        list(class_names) if annotated is None else annotated,
+        model=str(rows[0]['model']),
+        dataset=str(rows[0]['dataset']),
+        synthetic=synthetic,
+        class_names=dict(class_names),
+    )
+
+
+def _data_fingerprint(root: Path, subject_ids: Sequence[str]) -> str:
+    """SHA-256 over the split's ids and the image/label checksums of the manifest."""
+    checksums: dict[str, str] = {}
+    manifest = root / MANIFEST_CSV
+    if manifest.is_file():
+        with manifest.open(newline='', encoding='utf-8') as f:
+            for row in csv.DictReader(f):
+                checksums[row.get('id', '')] = (
+                    f'{row.get("image_sha256", "")}:{row.get("label_sha256", "")}'
+                )
+    text = '\n'.join(f'{i}\t{checksums.get(i, "")}' for i in sorted(subject_ids))
+    return hashlib.sha256(text.encode('utf-8')).hexdigest()
+
+
+def dataset_classes(info: Mapping[str, Any]) -> dict[int, str]:
+    """Foreground classes of a prepared dataset (``dataset.json``).
+
+    Example:
+        >>> dataset_classes({'class_names': {'0': 'background', '1': 'liver'}})
+        {1: 'liver'}
+    """
+    names = info.get('class_names') or {}
+    classes = {int(k): str(v) for k, v in names.items() if int(k) != 0}
+    return dict(sorted(classes.items())) or dict(CLASS_NAMES)
+
+
+@dataclass
+class RunOutcome:
+    """What :func:`run_stress_test` did.
+
+    Attributes:
+        results: The results CSV of this run (or shard).
+        evaluated: Subjects evaluated now.
+        skipped: Subjects already complete in the file (resumed run).
+        subjects: All subjects of this run (or shard).
+        truncated_bytes: Bytes of a subject cut short by an earlier crash
+            that were removed before resuming.
+        summary: ``summary.json``, written when the run is complete and not
+            sharded, or when the last shard finished and merged them all.
+        merged: The merged CSV, if this shard completed the set.
+        merge_error: Why the complete set of shards could not be merged
+            into ``out`` (e.g. it holds another run's ``results.csv``).
+    """
+
+    results: Path
+    evaluated: list[str]
+    skipped: list[str]
+    subjects: list[str]
+    truncated_bytes: int = 0
+    summary: Path | None = None
+    merged: Path | None = None
+    merge_error: str | None = None
+
+
+def write_summary(results: StressResults, folder: Path, **kwargs: Any) -> Path:
+    """Write ``summary.json`` (see :func:`~torchio_ramp.stress.results.summarize`)."""
+    path = Path(folder) / SUMMARY_JSON
+    write_json(path, summarize(results, **kwargs))
+    return path
+
+
+def run_stress_test(
+    predictor: Predictor,
+    data: str | Path,
+    out: str | Path,
+    *,
+    split: str = 'test',
+    protocol: StressProtocol | None = None,
+    name: str = 'model',
+    model_arguments: Mapping[str, Any] | None = None,
+    session: Mapping[str, Any] | None = None,
+    shard: tuple[int, int] | None = None,
+    progress: bool = False,
+) -> RunOutcome:
+    """Stress-test a predictor on a prepared dataset split.
+
+    Subjects are the split's ids, sorted, and for a shard ``(i, n)`` every
+    ``n``-th from the ``i``-th. Each finished subject is appended to
+    ``out/results.csv`` (``results.shard-i-of-n.csv``); a re-run with the
+    same arguments continues where an interrupted one stopped.
+
+    Args:
+        predictor: ``image (C, D, H, W) -> label map (D, H, W)``.
+        data: Folder prepared by ``ramp-prep``.
+        out: Results folder.
+        split: ``'test'``, ``'val'``, ``'train'`` or ``'all'``.
+        protocol: Families, levels, seed and window (default: the paper's
+            65 settings, seed 0, window (-200, 300) HU).
+        name: Model name, written in every row.
+        model_arguments: Everything about the model that changes the
+            numbers (fingerprint, patch size, overlap, AMP); compared on
+            resume.
+        session: Facts about this process recorded in the header (device,
+            batch size); not compared.
+        shard: ``(index, count)``, or ``None`` for all subjects.
+        progress: Show progress bars.
+
+    Raises:
+        FileNotFoundError: If ``data`` is not a prepared dataset.
+        ~torchio_ramp.stress.store.ResultsError: If ``out`` holds results
+            made with other arguments.
+
+    Example:
+        >>> outcome = run_stress_test(predict, 'prepared/totalseg', 'results')  # doctest: +SKIP
+        >>> len(outcome.evaluated)  # doctest: +SKIP
+        185
+    """  # noqa: E501
+    protocol = StressProtocol() if protocol is None else protocol
+    root = Path(data)
+    out = Path(out)
+    info = read_dataset_info(root)
+    dataset = load_split(root, split)
+    ids = [str(s['subject_id']) for s in dataset.dry_iter()]
+    index_of = {subject_id: i for i, subject_id in enumerate(ids)}
+    mine = shard_subjects(ids, shard)
+    class_names = dataset_classes(info)
+    annotated = [int(c) for c in info['annotated_classes']]
+    dataset_name = str(info['dataset'])
+    synthetic = bool(info.get('synthetic')) or dataset_name.startswith(SYNTHETIC_PREFIX)
+    arguments = {
+        'name': name,
+        **(model_arguments or {}),
+        **protocol.to_dict(),
+        'split': split,
+        'data_sha256': _data_fingerprint(root, ids),
+    }
+    header = make_header(
+        model=name,
+        dataset=dataset_name,
+        synthetic=synthetic,
+        arguments=arguments,
+        settings=protocol.settings,
+        class_names=class_names,
+        annotated=annotated,
+        subjects=mine,
+        shard=shard,
+        all_subjects=ids,
+    )
+    facts = {
+        'data': str(root.resolve()),
+        'tool_version': __version__,
+        'torch': torch.__version__,
+        'torchio': tio.__version__,
+        'host': platform.node(),
+        **(session or {}),
+    }
+    writer = ResultsWriter(out, header, session=facts)
+    skipped = [s for s in mine if s in writer.completed]
+    evaluated = []
+    remaining = writer.remaining
+    bar = tqdm(
+        remaining,
+        desc=f'ramp-stress {name}',
+        unit='subject',
+        disable=not progress,
+        initial=0,
+    )
+    for subject_id in bar:
+        subject = dataset[index_of[subject_id]]
+        rows = evaluate_subject(
+            predictor,
+            subject,
+            protocol,
+            class_names=class_names,
+            annotated=annotated,
+            model=name,
+            progress=progress,
+        )
+        writer.append(subject_id, rows)
+        evaluated.append(subject_id)
+    outcome = RunOutcome(
+        results=writer.csv_path,
+        evaluated=evaluated,
+        skipped=skipped,
+        subjects=mine,
+        truncated_bytes=writer.truncated_bytes,
+    )
+    if shard is None:
+        outcome.summary = write_summary(load_results(writer.csv_path), out)
+    elif complete_shards(out) is not None:
+        # The last shard to finish merges; concurrent merges write the same bytes.
+        try:
+            outcome.merged = merge_shards([out], out)
+        except ResultsError as error:
+            outcome.merge_error = str(error)
+        else:
+            outcome.summary = write_summary(load_results(outcome.merged), out)
+    return outcome
