@@ -8,6 +8,7 @@ Example:
 
 __version__ = '0.1.0'
 
+from .batch import BatchRampCorrupt
 from .families import FAMILIES
 from .families import FAMILY_NAMES
 from .families import severity_grid
@@ -23,6 +24,7 @@ from .transforms import *  # noqa: F403
 from .transforms import __all__ as _transforms
 
 __all__ = [
+    'BatchRampCorrupt',
     'FAMILIES',
     'FAMILY_NAMES',
     'INTENSITY_OPERATIONS',

@@ -23,6 +23,7 @@ from .families import check_families
 from .intensity_ops import INTENSITY_OPERATIONS
 from .transforms.elastic import RandomDenseElastic
 from .transforms.laterality import RandomLateralityFlip
+from .transforms.operation import Corruption
 from .transforms.operation import RandomCorruption
 from .transforms.operation import RandomCTIntensity
 
@@ -109,9 +110,31 @@ class RampCorrupt(_Pipeline, tio.IntensityTransform):
         order = torch.randperm(len(self.families))[:k].tolist()
         return [self.families[i] for i in order]
 
+    def plan(self, image_names: list[str]) -> list[tuple[str, dict, dict]]:
+        """Draw everything one application needs, from torch's global RNG.
+
+        Returns:
+            ``(family, parameters, seeds)`` in order of application, where
+            ``parameters`` and ``seeds`` map each image name to the kernel
+            keywords and the seed of its :class:`~torchio_ramp.Corruption`.
+            :class:`~torchio_ramp.batch.BatchRampCorrupt` draws the same plan.
+        """
+        return [
+            (family, *self.transforms[family].sample(image_names))
+            for family in self.get_params()
+        ]
+
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
-        chosen = self.get_params()
-        return self._run(subject, (self.transforms[name] for name in chosen))
+        image_names = list(self.get_images_dict(subject))
+        if not image_names:
+            return subject
+        arguments = self._child_arguments()
+        for family, parameters, seeds in self.plan(image_names):
+            corruption = Corruption(
+                family, parameters=parameters, seed=seeds, **arguments
+            )
+            subject = corruption(subject)
+        return subject
 
 
 class RampIntensity(_Pipeline, tio.IntensityTransform):

@@ -312,13 +312,22 @@ class RandomOperatorTransform(RandomTransform, tio.IntensityTransform):
         }
         return {**values, **self.options}, self._get_random_seed()
 
-    def apply_transform(self, subject: tio.Subject) -> tio.Subject:
+    def sample(
+        self,
+        image_names: list[str],
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+        """Kernel keywords and a seed for each image, in the order given."""
         parameters: dict[str, dict[str, Any]] = {}
         seeds: dict[str, int] = {}
-        for image_name in self.get_images_dict(subject):
+        for image_name in image_names:
             parameters[image_name], seeds[image_name] = self.get_params()
-        if not parameters:
+        return parameters, seeds
+
+    def apply_transform(self, subject: tio.Subject) -> tio.Subject:
+        image_names = list(self.get_images_dict(subject))
+        if not image_names:
             return subject
+        parameters, seeds = self.sample(image_names)
         arguments = {**self._get_base_args(), 'copy': False}
         transform = self.deterministic(
             self.operator.name,
