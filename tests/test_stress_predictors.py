@@ -38,7 +38,7 @@ def test_torchscript_file_and_sidecar(tmp_path):
     assert loaded.name == 'strategy_a'
     assert loaded.config.hu_range == (-150.0, 250.0)
     assert loaded.config.patch_size == (16, 16, 8)
-    assert loaded.config.source == tmp_path / 'strategy_a.json'
+    assert loaded.config.source == str(tmp_path / 'strategy_a.json')
     assert loaded.fingerprint()['model'] == 'torchscript'
     assert len(loaded.fingerprint()['model_sha256']) == 64
     x = torch.rand(1, 1, 4, 4, 4)
@@ -50,6 +50,34 @@ def test_config_json_in_the_folder_is_the_fallback(tmp_path):
     assert find_sidecar(tmp_path / 'best.pt') == tmp_path / 'config.json'
     assert read_model_config(tmp_path / 'best.pt').patch_size == (32, 32, 32)
     assert read_model_config(tmp_path / 'sub' / 'model.pt').source is None
+
+
+def test_run_folder_best_pt_is_named_after_the_folder(tmp_path):
+    # The training script's layout: runs/<strategy>/best.pt + config.json
+    folder = tmp_path / 'ramp'
+    folder.mkdir()
+    torch.jit.save(torch.jit.script(torch.nn.Conv3d(1, 6, 1)), folder / 'best.pt')
+    (folder / 'config.json').write_text(
+        json.dumps({'hu_range': [-200, 300], 'patch_size': [32, 32, 16]})
+    )
+    loaded = load_model(folder / 'best.pt')
+    assert loaded.name == 'ramp'
+    assert loaded.config.patch_size == (32, 32, 16)
+
+
+def test_config_embedded_in_torchscript_is_used_without_a_sidecar(tmp_path):
+    path = tmp_path / 'exported.pt'
+    config = {'hu_range': [-100, 200], 'patch_size': 24, 'strategy': 'ramp'}
+    torch.jit.save(
+        torch.jit.script(torch.nn.Conv3d(1, 6, 1)),
+        path,
+        _extra_files={'config.json': json.dumps(config)},
+    )
+    loaded = load_model(path)
+    assert loaded.config.hu_range == (-100.0, 200.0)
+    assert loaded.config.strategy == 'ramp'
+    assert loaded.config.source == f'{path}!config.json'
+    assert loaded.name == 'exported'
 
 
 @pytest.mark.parametrize(

@@ -178,6 +178,24 @@ def test_other_arguments_are_refused(prepared, reference):
         )
 
 
+def test_a_second_process_on_the_same_results_is_refused(prepared, tmp_path):
+    def nested(image):
+        # While the first run holds the results, start the same run again
+        with pytest.raises(ResultsError, match='another process is writing'):
+            run_stress_test(
+                nearest_intensity, prepared, tmp_path, protocol=PROTOCOL, name='m'
+            )
+        raise RuntimeError('stop')
+
+    with pytest.raises(RuntimeError, match='stop'):
+        run_stress_test(nested, prepared, tmp_path, protocol=PROTOCOL, name='m')
+    # The lock is released with the run: it resumes normally
+    outcome = run_stress_test(
+        nearest_intensity, prepared, tmp_path, protocol=PROTOCOL, name='m'
+    )
+    assert len(outcome.evaluated) == 3
+
+
 def test_damage_inside_the_file_is_an_error(prepared, reference, tmp_path):
     damaged = tmp_path / 'damaged'
     damaged.mkdir()
@@ -343,6 +361,15 @@ def test_cli_errors_name_the_problem(prepared, models, tmp_path):
     assert '--patch-size' in result.output
     result = invoke(main, ['report', tmp_path / 'nothing', '--out', tmp_path], 1)
     assert 'not found' in result.output
+
+
+def test_report_rejects_unknown_baseline_and_duplicate_names(reference, tmp_path):
+    result = invoke(main, ['report', reference, '--out', tmp_path, '--baseline',
+                           'nope', '--no-figures'], 1)  # fmt: skip
+    assert "--baseline 'nope' is not one of the models ['m']" in result.output
+    result = invoke(main, ['report', reference, reference / 'results.csv', '--out',
+                           tmp_path, '--no-figures'], 1)  # fmt: skip
+    assert "two results files of model 'm'" in result.output
 
 
 def test_report_without_matplotlib(reference, tmp_path, monkeypatch):

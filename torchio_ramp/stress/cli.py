@@ -156,7 +156,11 @@ def main() -> None:
     show_default=True,
     help='Base seed of the corrupted volumes.',
 )
-@click.option('--name', help='Model name in the results [default: model file stem].')
+@click.option(
+    '--name',
+    help='Model name in the results [default: the model file stem; for a run'
+    " folder's best.pt with config.json, the folder name].",
+)
 @click.option(
     '--hu-range',
     nargs=2,
@@ -282,7 +286,7 @@ def run(
         }
         session = {
             'model_path': str(loaded.path.resolve()),
-            'sidecar': None if config.source is None else str(config.source),
+            'sidecar': config.source,
             'device': str(device),
             'batch_size': batch_size,
         }

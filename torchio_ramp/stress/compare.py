@@ -76,7 +76,12 @@ class Comparison:
         notes: What was left out to make the models comparable.
         resamples: Bootstrap resamples.
         seed: Seed of the bootstrap and of the paired tests.
-    """
+
+    Example:
+        >>> runs = [load_results(p) for p in ('results/base', 'results/ramp')]  # doctest: +SKIP
+        >>> compare(runs).names  # doctest: +SKIP
+        ['base', 'ramp']
+    """  # noqa: E501
 
     dataset: str
     synthetic: bool
@@ -119,7 +124,12 @@ def compare(
     Raises:
         ValueError: If the results are of several datasets, share no
             subject, or share no corrupted setting.
-    """
+
+    Example:
+        >>> runs = [load_results(p) for p in ('results/base', 'results/ramp')]  # doctest: +SKIP
+        >>> compare(runs).notes  # doctest: +SKIP
+        []
+    """  # noqa: E501
     if not results:
         raise ValueError('no results to compare')
     datasets = {r.dataset for r in results}
@@ -179,7 +189,13 @@ def summary_table(comparison: Comparison) -> list[dict[str, Any]]:
 
     Returns:
         Rows ``{model, clean, corrupted, gap, worst_case}`` (estimates).
-    """
+
+    Example:
+        >>> runs = [load_results(p) for p in ('results/base', 'results/ramp')]  # doctest: +SKIP
+        >>> comparison = compare(runs)  # doctest: +SKIP
+        >>> summary_table(comparison)[1]['gap'].value  # doctest: +SKIP
+        0.064
+    """  # noqa: E501
     rows = []
     for name in comparison.names:
         headline = comparison.summaries[name]['robustness']
@@ -196,7 +212,13 @@ def best_other(comparison: Comparison, focus: str, key: str = 'corrupted') -> st
 
     Raises:
         ValueError: If there is no other model.
-    """
+
+    Example:
+        >>> runs = [load_results(p) for p in ('results/base', 'results/ramp')]  # doctest: +SKIP
+        >>> comparison = compare(runs)  # doctest: +SKIP
+        >>> best_other(comparison, 'ramp')  # doctest: +SKIP
+        'base'
+    """  # noqa: E501
     others = [n for n in comparison.names if n != focus]
     if not others:
         raise ValueError('a comparison needs at least two models')
@@ -204,7 +226,14 @@ def best_other(comparison: Comparison, focus: str, key: str = 'corrupted') -> st
 
 
 def default_focus(comparison: Comparison) -> str:
-    """The model with the highest mean corrupted Dice."""
+    """The model with the highest mean corrupted Dice.
+
+    Example:
+        >>> runs = [load_results(p) for p in ('results/base', 'results/ramp')]  # doctest: +SKIP
+        >>> comparison = compare(runs)  # doctest: +SKIP
+        >>> default_focus(comparison)  # doctest: +SKIP
+        'ramp'
+    """  # noqa: E501
     return max(comparison.names, key=lambda n: _headline(comparison, n, 'corrupted'))
 
 
@@ -216,19 +245,28 @@ def improvement_table(
     """Table 6: mean corrupted Dice gain and gap reduction of ``focus``.
 
     Against ``baseline`` (if given and not ``focus``) and against the best
-    other model. Relative gap reduction = gap reduction / the other's gap.
+    other model (unless that is the baseline). Relative gap reduction = gap
+    reduction / the other's gap.
 
     Returns:
         Rows ``{versus, other, dice_gain, gap_reduction,
         relative_gap_reduction}``.
-    """
+
+    Example:
+        >>> runs = [load_results(p) for p in ('results/base', 'results/ramp')]  # doctest: +SKIP
+        >>> comparison = compare(runs)  # doctest: +SKIP
+        >>> improvement_table(comparison, 'ramp', 'base')[0]['versus']  # doctest: +SKIP
+        'baseline'
+    """  # noqa: E501
     comparison.model(focus)
     targets = []
     if baseline is not None and baseline != focus:
         comparison.model(baseline)
         targets.append(('baseline', baseline))
     if len(comparison.names) > 1:
-        targets.append(('best other', best_other(comparison, focus)))
+        other = best_other(comparison, focus)
+        if other != baseline:
+            targets.append(('best other', other))
     rows = []
     for versus, other in targets:
         gain = _headline(comparison, focus, 'corrupted') - _headline(
@@ -256,7 +294,13 @@ def family_table(comparison: Comparison, focus: str) -> list[dict[str, Any]]:
         Rows ``{family, dice: {model: value}, best_other, best_other_dice,
         focus_dice, difference}`` (``best_other`` is ``None`` with a single
         model).
-    """
+
+    Example:
+        >>> runs = [load_results(p) for p in ('results/base', 'results/ramp')]  # doctest: +SKIP
+        >>> comparison = compare(runs)  # doctest: +SKIP
+        >>> family_table(comparison, 'ramp')[0]['family']  # doctest: +SKIP
+        'gaussian_noise'
+    """  # noqa: E501
     comparison.model(focus)
     rows = []
     for family in families_of(comparison.models[0]):
@@ -284,7 +328,13 @@ def level_table(comparison: Comparison) -> list[dict[str, Any]]:
 
     Returns:
         Rows ``{level, dice: {model: value}}``, level 0 being clean.
-    """
+
+    Example:
+        >>> runs = [load_results(p) for p in ('results/base', 'results/ramp')]  # doctest: +SKIP
+        >>> comparison = compare(runs)  # doctest: +SKIP
+        >>> level_table(comparison)[0]['level']  # doctest: +SKIP
+        0.0
+    """  # noqa: E501
     rows = [
         {
             'level': 0.0,
@@ -314,7 +364,13 @@ def high_severity_wins(
 
     Returns:
         Wins per model and the number of such settings.
-    """
+
+    Example:
+        >>> runs = [load_results(p) for p in ('results/base', 'results/ramp')]  # doctest: +SKIP
+        >>> comparison = compare(runs)  # doctest: +SKIP
+        >>> high_severity_wins(comparison)  # doctest: +SKIP
+        ({'base': 9, 'ramp': 30}, 39)
+    """  # noqa: E501
     per_model = {r.model: r.setting_dice() for r in comparison.models}
     settings = [
         s for s in comparison.models[0].corrupted_settings if s.level >= min_level
@@ -335,7 +391,13 @@ def high_severity_wins(
 def organ_table(comparison: Comparison, name: str) -> list[dict[str, Any]]:
     """Table 10 for model ``name``: per annotated organ, the headline
     estimates and the mean absolute volume error (mL) clean and corrupted.
-    """
+
+    Example:
+        >>> runs = [load_results(p) for p in ('results/base', 'results/ramp')]  # doctest: +SKIP
+        >>> comparison = compare(runs)  # doctest: +SKIP
+        >>> organ_table(comparison, 'ramp')[0]['organ']  # doctest: +SKIP
+        'liver'
+    """  # noqa: E501
     organs = comparison.summaries[name]['organs']
     rows = []
     for organ, values in organs.items():
@@ -363,7 +425,13 @@ def corruption_error_table(
 
     Returns:
         Rows ``{model, mce, relative_mce, per_family: {family: CE_f}}``.
-    """
+
+    Example:
+        >>> runs = [load_results(p) for p in ('results/base', 'results/ramp')]  # doctest: +SKIP
+        >>> comparison = compare(runs)  # doctest: +SKIP
+        >>> corruption_error_table(comparison, 'base')[0]['mce']  # doctest: +SKIP
+        1.0
+    """  # noqa: E501
     base = comparison.model(baseline)
     base_dice = {(s.family, s.level): v for s, v in base.setting_dice().items()}
     base_clean = base_dice.pop(('clean', 0.0))
@@ -390,7 +458,8 @@ def per_subject_values(result: StressResults) -> dict[str, np.ndarray]:
     """Per-subject clean, mean corrupted and worst-case subject Dice.
 
     Example:
-        >>> sorted(per_subject_values)  # doctest: +SKIP
+        >>> runs = [load_results('results/ramp')]  # doctest: +SKIP
+        >>> sorted(per_subject_values(runs[0]))  # doctest: +SKIP
         ['clean', 'corrupted', 'worst_case']
     """
     subject = result.subject_dice()
@@ -409,7 +478,13 @@ def paired_table(comparison: Comparison, baseline: str) -> list[dict[str, Any]]:
     Returns:
         Rows ``{model, metric, test}`` with a
         :class:`~torchio_ramp.stress.metrics.PairedTest`.
-    """
+
+    Example:
+        >>> runs = [load_results(p) for p in ('results/base', 'results/ramp')]  # doctest: +SKIP
+        >>> comparison = compare(runs)  # doctest: +SKIP
+        >>> paired_table(comparison, 'base')[0]['metric']  # doctest: +SKIP
+        'clean'
+    """  # noqa: E501
     base = per_subject_values(comparison.model(baseline))
     rows = []
     for result in comparison.models:

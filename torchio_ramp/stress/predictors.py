@@ -19,7 +19,9 @@ Model sidecar. The intensity window and the patch size must be those of
 training. The training script writes them to a JSON file next to the model,
 found as ``<model path without suffix>.json`` or, failing that,
 ``config.json`` in the model's folder (for ``module:factory`` the model path
-is the ``--weights`` file). Keys (others are ignored):
+is the ``--weights`` file); a TorchScript file without either is searched
+for an embedded ``config.json`` (``torch.jit.save(..., _extra_files=...)``,
+as ``torchio_ramp.training`` writes ``best.pt``). Keys (others are ignored):
 
 * ``hu_range``: ``[low, high]`` Hounsfield window of
   :class:`~torchio_ramp.CTNormalize`, e.g. ``[-200, 300]``;
@@ -30,6 +32,11 @@ is the ``--weights`` file). Keys (others are ignored):
   recorded with the results.
 
 Command-line flags (``--hu-range``, ``--patch-size``) override the sidecar.
+
+Model name. The file's stem (``ramp.pt`` -> ``ramp``), except when the
+settings come from a ``config.json`` describing the whole folder (a training
+run folder such as ``runs/ramp/best.pt``): then the folder's name (``ramp``),
+since every run's file is called ``best.pt``.
 """
 
 from __future__ import annotations
@@ -64,14 +71,20 @@ class ModelConfig:
         patch_size: Patch size (three ints), or ``None``.
         num_classes: Output channels incl. background, or ``None``.
         strategy: Augmentation strategy name, or ``None``.
-        source: The sidecar file, or ``None`` if there is none.
+        source: Where the settings came from (a file, or
+            ``'<model>!config.json'`` for a TorchScript extra file), or
+            ``None`` if there is no sidecar.
+
+    Example:
+        >>> ModelConfig(patch_size=(64, 64, 64)).hu_range is None
+        True
     """
 
     hu_range: tuple[float, float] | None = None
     patch_size: tuple[int, int, int] | None = None
     num_classes: int | None = None
     strategy: str | None = None
-    source: Path | None = None
+    source: str | None = None
 
 
 def find_sidecar(model_path: str | Path) -> Path | None:
@@ -125,26 +138,43 @@ def parse_hu_range(value: Any, name: str = 'hu_range') -> tuple[float, float]:
     return low, high
 
 
-def read_model_config(model_path: str | Path) -> ModelConfig:
+def read_model_config(
+    model_path: str | Path,
+    embedded: str | bytes | None = None,
+) -> ModelConfig:
     """Read the sidecar of a model file (an empty config if there is none).
+
+    Args:
+        model_path: The TorchScript or weights file.
+        embedded: Text of a ``config.json`` stored inside the model file,
+            used when no sidecar file exists.
 
     Raises:
         ValueError: If the sidecar is not valid JSON or a key has a wrong
             value; the message names the file and the key.
 
     Example:
-        >>> read_model_config('runs/ramp/model.pt').patch_size  # doctest: +SKIP
+        >>> read_model_config('runs/ramp/best.pt').patch_size  # doctest: +SKIP
         (96, 96, 96)
+        >>> read_model_config('absent.pt', embedded='{"patch_size": 32}').patch_size
+        (32, 32, 32)
     """
     path = find_sidecar(model_path)
-    if path is None:
+    if path is not None:
+        source = str(path)
+        text = path.read_bytes()
+    elif embedded:
+        source = f'{model_path}!config.json'
+        text = embedded.encode('utf-8') if isinstance(embedded, str) else embedded
+    else:
         return ModelConfig()
     try:
-        data = json.loads(path.read_text(encoding='utf-8'))
+        data = json.loads(text.decode('utf-8'))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f'model sidecar {path} is not valid JSON: {error}') from error
+        message = f'model sidecar {source} is not valid JSON: {error}'
+        raise ValueError(message) from error
     if not isinstance(data, dict):
-        raise ValueError(f'model sidecar {path} must hold a JSON object')
+        raise ValueError(f'model sidecar {source} must hold a JSON object')
     try:
         hu_range = data.get('hu_range')
         patch_size = data.get('patch_size')
@@ -164,10 +194,25 @@ def read_model_config(model_path: str | Path) -> ModelConfig:
             patch_size=None if patch_size is None else parse_patch_size(patch_size),
             num_classes=num_classes,
             strategy=strategy,
-            source=path,
+            source=source,
         )
     except ValueError as error:
-        raise ValueError(f'model sidecar {path}: {error}') from error
+        raise ValueError(f'model sidecar {source}: {error}') from error
+
+
+def default_name(path: Path, config: ModelConfig) -> str:
+    """Model name: the folder's for a run folder's ``config.json``, else the stem.
+
+    Example:
+        >>> config = ModelConfig(source='runs/ramp/config.json')
+        >>> default_name(Path('runs/ramp/best.pt'), config)
+        'ramp'
+        >>> default_name(Path('models/ramp.pt'), ModelConfig())
+        'ramp'
+    """
+    if config.source == str(path.parent / 'config.json') and path.parent.name:
+        return path.parent.name
+    return path.stem
 
 
 @dataclass
@@ -176,11 +221,16 @@ class LoadedModel:
 
     Attributes:
         module: The network (in eval mode).
-        name: Default model name (the model file's stem).
+        name: Default model name (see :func:`default_name`).
         path: The TorchScript file or the weights file.
         spec: The model argument as given (path or ``module:factory``).
         sha256: SHA-256 of :attr:`path`.
         config: Its sidecar.
+
+    Example:
+        >>> loaded = load_model('runs/ramp/model.pt')  # doctest: +SKIP
+        >>> loaded.fingerprint()['model']  # doctest: +SKIP
+        'torchscript'
     """
 
     module: torch.nn.Module
@@ -286,8 +336,9 @@ def load_model(
                 ' (a TorchScript model holds its weights)'
             )
             raise ValueError(message)
+        extra = {'config.json': ''}
         try:
-            network = torch.jit.load(str(path), map_location=device)
+            network = torch.jit.load(str(path), map_location=device, _extra_files=extra)
         except (RuntimeError, ValueError) as error:
             message = (
                 f'{path} is not a TorchScript file ({str(error).splitlines()[0]}).'
@@ -295,6 +346,7 @@ def load_model(
                 ' pass --model package.module:factory --weights STATE_DICT'
             )
             raise ValueError(message) from error
+        embedded = extra['config.json']
     elif _FACTORY.fullmatch(spec) and not path.exists():
         if weights is None:
             raise ValueError(f'--model {spec} needs --weights STATE_DICT_FILE')
@@ -302,19 +354,21 @@ def load_model(
         if not path.is_file():
             raise FileNotFoundError(f'weights file not found: {path}')
         network = _load_factory(spec, path, device)
+        embedded = None
     else:
         raise FileNotFoundError(
             f'model file not found: {spec} (expected a TorchScript file or'
             ' package.module:factory with --weights)'
         )
     network.eval()
+    config = read_model_config(path, embedded)
     return LoadedModel(
         module=network,
-        name=path.stem,
+        name=default_name(path, config),
         path=path,
         spec=spec if weights is not None else str(path),
         sha256=file_sha256(path),
-        config=read_model_config(path),
+        config=config,
     )
 
 

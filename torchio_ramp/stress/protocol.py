@@ -183,7 +183,13 @@ class StressProtocol:
         return image.data.float()
 
     def seed_of(self, subject_id: str, setting: Setting) -> int:
-        """Seed of ``setting`` for ``subject_id`` (see :func:`setting_seed`)."""
+        """Seed of ``setting`` for ``subject_id`` (see :func:`setting_seed`).
+
+        Example:
+            >>> protocol = StressProtocol()
+            >>> protocol.seed_of('s0001', Setting('blur', 0.05))
+            8984647872288268648
+        """
         return setting_seed(self.seed, subject_id, setting.family, setting.level)
 
     def corrupt(
@@ -233,6 +239,13 @@ class StressProtocol:
             subject_id: Identifier of the subject.
             settings: Subset or reordering of :attr:`settings` (default: all,
                 clean first). The volumes do not depend on the order.
+
+        Example:
+            >>> import torch
+            >>> protocol = StressProtocol(families=['stripe'], levels=[0.2])
+            >>> volumes = protocol.volumes(torch.rand(1, 8, 8, 8), 's1')
+            >>> [setting.name for setting, _ in volumes]
+            ['clean', 'stripe@0.2']
         """
         for setting in self.settings if settings is None else settings:
             yield setting, self.corrupt(image, subject_id, setting)

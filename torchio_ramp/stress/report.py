@@ -114,12 +114,19 @@ def _save(figure: Any, canvas_class: Any, path: Path) -> Path:
 
 
 def plot_heatmap(comparison: Comparison, path: Path) -> Path:
-    """Fig. 4: mean Dice over levels, families (rows) x models (columns)."""
+    """Fig. 4: mean Dice over levels, families (rows) x models (columns).
+
+    Example:
+        >>> comparison = compare([load_results('results/ramp')])  # doctest: +SKIP
+        >>> plot_heatmap(comparison, Path('heatmap.png'))  # doctest: +SKIP
+        PosixPath('heatmap.png')
+    """
     Figure, Canvas = _pyplot_free_figure()
     rows = family_table(comparison, comparison.names[0])
     names = comparison.names
     values = [[row['dice'][n] for n in names] for row in rows]
-    figure = Figure(figsize=(2.2 + 1.3 * len(names), 1.2 + 0.42 * len(rows)))
+    size = (3.8 + 1.1 * len(names), 1.4 + 0.42 * len(rows))
+    figure = Figure(figsize=size, layout='constrained')
     axes = figure.add_subplot()
     image = axes.imshow(values, vmin=0, vmax=1, cmap='viridis', aspect='auto')
     axes.set_xticks(range(len(names)), names, rotation=30, ha='right')
@@ -130,13 +137,18 @@ def plot_heatmap(comparison: Comparison, path: Path) -> Path:
                 color = 'black' if value > 0.6 else 'white'
                 axes.text(j, i, f'{value:.2f}', ha='center', va='center', color=color)
     figure.colorbar(image, ax=axes, label='mean Dice')
-    axes.set_title(f'Dice per corruption family ({comparison.dataset})')
-    figure.tight_layout()
+    figure.suptitle(f'Dice per corruption family\n({comparison.dataset})')
     return _save(figure, Canvas, path)
 
 
 def plot_severity(comparison: Comparison, path: Path) -> Path:
-    """Fig. 5: mean Dice against severity level (0 = clean), one line per model."""
+    """Fig. 5: mean Dice against severity level (0 = clean), one line per model.
+
+    Example:
+        >>> comparison = compare([load_results('results/ramp')])  # doctest: +SKIP
+        >>> plot_severity(comparison, Path('severity.png'))  # doctest: +SKIP
+        PosixPath('severity.png')
+    """
     Figure, Canvas = _pyplot_free_figure()
     rows = level_table(comparison)
     figure = Figure(figsize=(6, 4))
@@ -156,7 +168,13 @@ def plot_severity(comparison: Comparison, path: Path) -> Path:
 
 
 def plot_clean_vs_corrupted(comparison: Comparison, path: Path) -> Path:
-    """Fig. 3: clean Dice (x) against mean corrupted Dice (y), with 95% CIs."""
+    """Fig. 3: clean Dice (x) against mean corrupted Dice (y), with 95% CIs.
+
+    Example:
+        >>> comparison = compare([load_results('results/ramp')])  # doctest: +SKIP
+        >>> plot_clean_vs_corrupted(comparison, Path('clean-vs-corrupted.png'))  # doctest: +SKIP
+        PosixPath('clean-vs-corrupted.png')
+    """  # noqa: E501
     Figure, Canvas = _pyplot_free_figure()
     figure = Figure(figsize=(5, 5))
     axes = figure.add_subplot()
@@ -197,7 +215,13 @@ def plot_clean_vs_corrupted(comparison: Comparison, path: Path) -> Path:
 
 
 def plot_organs(comparison: Comparison, path: Path) -> Path:
-    """Per-organ bars: mean corrupted Dice per model, clean Dice as a tick."""
+    """Per-organ bars: mean corrupted Dice per model, clean Dice as a tick.
+
+    Example:
+        >>> comparison = compare([load_results('results/ramp')])  # doctest: +SKIP
+        >>> plot_organs(comparison, Path('organs.png'))  # doctest: +SKIP
+        PosixPath('organs.png')
+    """
     Figure, Canvas = _pyplot_free_figure()
     names = comparison.names
     tables = {n: organ_table(comparison, n) for n in names}

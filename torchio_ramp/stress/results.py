@@ -53,6 +53,22 @@ class StressResults:
         expected_subjects: Subjects the run was asked to evaluate (more than
             :attr:`subjects` while it is incomplete).
         header: The run's header (arguments, sessions), if read from disk.
+
+    Example:
+        >>> from torchio_ramp.stress.protocol import Setting
+        >>> settings = [Setting.clean(), Setting('blur', 0.1), Setting('stripe', 0.2)]
+        >>> rows = [
+        ...     dict(subject_id='a', family=s.family, level=s.level, class_id=1,
+        ...          dice=d, gt_ml=10.0, pred_ml=9.0)
+        ...     for s, d in zip(settings, [0.9, 0.8, 0.6])
+        ... ]
+        >>> results = StressResults.from_rows(
+        ...     rows, settings, classes=[1], annotated=[1], model='m',
+        ...     dataset='d', synthetic=False, class_names={1: 'liver'})
+        >>> results.subject_dice().tolist()
+        [[0.9, 0.8, 0.6]]
+        >>> results.volume_error()[0, :, 0].tolist()
+        [1.0, 1.0, 1.0]
     """
 
     model: str
@@ -102,7 +118,21 @@ class StressResults:
         Raises:
             ValueError: If a row names an unknown setting or class, a value
                 is given twice, or a subject lacks a value.
-        """
+
+        Example:
+            >>> from torchio_ramp.stress.protocol import Setting
+            >>> settings = [Setting.clean(), Setting('blur', 0.1), Setting('stripe', 0.2)]
+            >>> rows = [
+            ...     dict(subject_id='a', family=s.family, level=s.level, class_id=1,
+            ...          dice=d, gt_ml=10.0, pred_ml=9.0)
+            ...     for s, d in zip(settings, [0.9, 0.8, 0.6])
+            ... ]
+            >>> results = StressResults.from_rows(
+            ...     rows, settings, classes=[1], annotated=[1], model='m',
+            ...     dataset='d', synthetic=False, class_names={1: 'liver'})
+            >>> results.dice.shape
+            (1, 3, 1)
+        """  # noqa: E501
         rows = list(rows)
         subjects = tuple(sorted({str(row['subject_id']) for row in rows}))
         subject_index = {s: i for i, s in enumerate(subjects)}
@@ -218,12 +248,42 @@ def _family_columns(results: StressResults, family: str) -> list[int]:
 
 
 def families_of(results: StressResults) -> list[str]:
-    """Corruption families in protocol order."""
+    """Corruption families in protocol order.
+
+    Example:
+        >>> from torchio_ramp.stress.protocol import Setting
+        >>> settings = [Setting.clean(), Setting('blur', 0.1), Setting('stripe', 0.2)]
+        >>> rows = [
+        ...     dict(subject_id='a', family=s.family, level=s.level, class_id=1,
+        ...          dice=d, gt_ml=10.0, pred_ml=9.0)
+        ...     for s, d in zip(settings, [0.9, 0.8, 0.6])
+        ... ]
+        >>> results = StressResults.from_rows(
+        ...     rows, settings, classes=[1], annotated=[1], model='m',
+        ...     dataset='d', synthetic=False, class_names={1: 'liver'})
+        >>> families_of(results)
+        ['blur', 'stripe']
+    """
     return list(dict.fromkeys(s.family for s in results.corrupted_settings))
 
 
 def levels_of(results: StressResults) -> list[float]:
-    """Severity levels in protocol order."""
+    """Severity levels in protocol order.
+
+    Example:
+        >>> from torchio_ramp.stress.protocol import Setting
+        >>> settings = [Setting.clean(), Setting('blur', 0.1), Setting('stripe', 0.2)]
+        >>> rows = [
+        ...     dict(subject_id='a', family=s.family, level=s.level, class_id=1,
+        ...          dice=d, gt_ml=10.0, pred_ml=9.0)
+        ...     for s, d in zip(settings, [0.9, 0.8, 0.6])
+        ... ]
+        >>> results = StressResults.from_rows(
+        ...     rows, settings, classes=[1], annotated=[1], model='m',
+        ...     dataset='d', synthetic=False, class_names={1: 'liver'})
+        >>> levels_of(results)
+        [0.1, 0.2]
+    """
     return list(dict.fromkeys(s.level for s in results.corrupted_settings))
 
 

@@ -251,6 +251,11 @@ class RunOutcome:
         merged: The merged CSV, if this shard completed the set.
         merge_error: Why the complete set of shards could not be merged
             into ``out`` (e.g. it holds another run's ``results.csv``).
+
+    Example:
+        >>> outcome = run_stress_test(predict, 'prepared', 'results')  # doctest: +SKIP
+        >>> outcome.results, len(outcome.skipped)  # doctest: +SKIP
+        (PosixPath('results/results.csv'), 0)
     """
 
     results: Path
@@ -264,7 +269,12 @@ class RunOutcome:
 
 
 def write_summary(results: StressResults, folder: Path, **kwargs: Any) -> Path:
-    """Write ``summary.json`` (see :func:`~torchio_ramp.stress.results.summarize`)."""
+    """Write ``summary.json`` (see :func:`~torchio_ramp.stress.results.summarize`).
+
+    Example:
+        >>> write_summary(load_results('results'), 'results')  # doctest: +SKIP
+        PosixPath('results/summary.json')
+    """
     path = Path(folder) / SUMMARY_JSON
     write_json(path, summarize(results, **kwargs))
     return path
@@ -355,30 +365,28 @@ def run_stress_test(
         'host': platform.node(),
         **(session or {}),
     }
-    writer = ResultsWriter(out, header, session=facts)
-    skipped = [s for s in mine if s in writer.completed]
     evaluated = []
-    remaining = writer.remaining
-    bar = tqdm(
-        remaining,
-        desc=f'ramp-stress {name}',
-        unit='subject',
-        disable=not progress,
-        initial=0,
-    )
-    for subject_id in bar:
-        subject = dataset[index_of[subject_id]]
-        rows = evaluate_subject(
-            predictor,
-            subject,
-            protocol,
-            class_names=class_names,
-            annotated=annotated,
-            model=name,
-            progress=progress,
+    with ResultsWriter(out, header, session=facts) as writer:
+        skipped = [s for s in mine if s in writer.completed]
+        bar = tqdm(
+            writer.remaining,
+            desc=f'ramp-stress {name}',
+            unit='subject',
+            disable=not progress,
         )
-        writer.append(subject_id, rows)
-        evaluated.append(subject_id)
+        for subject_id in bar:
+            subject = dataset[index_of[subject_id]]
+            rows = evaluate_subject(
+                predictor,
+                subject,
+                protocol,
+                class_names=class_names,
+                annotated=annotated,
+                model=name,
+                progress=progress,
+            )
+            writer.append(subject_id, rows)
+            evaluated.append(subject_id)
     outcome = RunOutcome(
         results=writer.csv_path,
         evaluated=evaluated,

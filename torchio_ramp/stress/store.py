@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
 from pathlib import Path
+from typing import IO
 from typing import Any
 
 from .protocol import Setting
@@ -81,7 +82,12 @@ _SHARD_NAME = re.compile(r'results\.shard-(\d+)-of-(\d+)\.(csv|json)$')
 
 
 class ResultsError(ValueError):
-    """A results file is missing, damaged, or does not belong to this run."""
+    """A results file is damaged or does not belong to this run.
+
+    Example:
+        >>> issubclass(ResultsError, ValueError)
+        True
+    """
 
 
 # File names ------------------------------------------------------------------
@@ -189,7 +195,11 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Atomically write indented JSON (NaN as ``null``)."""
+    """Atomically write indented JSON (NaN and infinities as ``null``).
+
+    Example:
+        >>> write_json(Path('results/summary.json'), {'gap': 0.1})  # doctest: +SKIP
+    """
     write_atomic(path, json.dumps(_json_safe(data), indent=2) + '\n')
 
 
@@ -264,6 +274,10 @@ class ScannedResults:
         valid_bytes: Length of the file up to the last complete subject.
         damaged_tail: Whether bytes after ``valid_bytes`` exist (a subject
             cut short by a crash).
+
+    Example:
+        >>> scan_results(Path('results/results.csv'), header).subjects  # doctest: +SKIP
+        ['s0001', 's0002']
     """
 
     rows: list[dict[str, str]]
@@ -292,7 +306,12 @@ def scan_results(path: Path, header: Mapping[str, Any]) -> ScannedResults:
         ResultsError: If the header line is wrong, a subject appears twice,
             a row does not belong to the run, or an incomplete block is
             followed by more rows.
-    """
+
+    Example:
+        >>> path = Path('results/results.csv')
+        >>> scan_results(path, read_header(header_path(path))).damaged_tail  # doctest: +SKIP
+        False
+    """  # noqa: E501
     expected = _expected_block(header)
     assigned = set(header['subjects'])
     rows: list[dict[str, str]] = []
@@ -387,6 +406,16 @@ def make_header(
         subjects: Subjects this file must cover.
         shard: ``(index, count)`` or ``None``.
         all_subjects: Subjects of the whole run (all shards).
+
+    Example:
+        >>> from torchio_ramp.stress.protocol import StressProtocol
+        >>> header = make_header(
+        ...     model='ramp', dataset='totalseg', synthetic=False,
+        ...     arguments={'seed': 0}, settings=StressProtocol().settings,
+        ...     class_names={1: 'liver'}, annotated=[1], subjects=['s2', 's1'],
+        ...     shard=None, all_subjects=['s1', 's2'])
+        >>> len(header['settings']), header['subjects']
+        (66, ['s1', 's2'])
     """
     return {
         'format': FORMAT,
@@ -452,6 +481,10 @@ def read_header(path: Path) -> dict[str, Any]:
     Raises:
         FileNotFoundError: If it is missing.
         ResultsError: If it is not a header written by ``ramp-stress``.
+
+    Example:
+        >>> read_header(Path('results/results.json'))['model']  # doctest: +SKIP
+        'ramp'
     """
     if not path.is_file():
         raise FileNotFoundError(f'results header {path} not found')
@@ -471,7 +504,12 @@ def read_header(path: Path) -> dict[str, Any]:
 
 
 def header_path(csv_path: Path) -> Path:
-    """The header beside a results CSV (``x.csv`` -> ``x.json``)."""
+    """The header beside a results CSV (``x.csv`` -> ``x.json``).
+
+    Example:
+        >>> header_path(Path('out/results.shard-0-of-2.csv')).name
+        'results.shard-0-of-2.json'
+    """
     return csv_path.with_suffix('.json')
 
 
@@ -487,13 +525,19 @@ class ResultsWriter:
         session: Facts about this (re)start (device, batch size, versions),
             appended to the header's ``sessions``.
 
+    The file is locked (``flock``, where the OS has it) while the writer is
+    open, so a second process started on the same results stops with an
+    error instead of interleaving rows. Use it as a context manager or call
+    :meth:`close`.
+
     Raises:
         ResultsError: If the folder holds results of this shard made with
-            other arguments (naming what differs), or a damaged file.
+            other arguments (naming what differs), a damaged file, or
+            another process is writing them.
 
     Example:
-        >>> writer = ResultsWriter(Path('results'), header)  # doctest: +SKIP
-        >>> writer.completed  # doctest: +SKIP
+        >>> with ResultsWriter(Path('results'), header) as writer:  # doctest: +SKIP
+        ...     writer.completed
         {'s0001', 's0002'}
     """
 
@@ -511,6 +555,19 @@ class ResultsWriter:
         self.header = dict(header)
         self.truncated_bytes = 0
         folder.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock(folder / f'.{self.csv_path.name}.lock', self.csv_path)
+        try:
+            self._open(header, shard, session)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(
+        self,
+        header: Mapping[str, Any],
+        shard: Mapping[str, int] | None,
+        session: Mapping[str, Any] | None,
+    ) -> None:
         if self.csv_path.exists():
             old = read_header(self.header_path)
             differences = header_differences(old, header)
@@ -542,6 +599,18 @@ class ResultsWriter:
             self.header['sessions'] = [*self.header['sessions'], entry]
             write_json(self.header_path, self.header)
 
+    def close(self) -> None:
+        """Release the lock (rows are on disk after every :meth:`append`)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def __enter__(self) -> ResultsWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     @property
     def remaining(self) -> list[str]:
         """Subjects of this file without complete results, sorted."""
@@ -572,6 +641,25 @@ class ResultsWriter:
         self.completed.add(subject_id)
 
 
+def _lock(path: Path, what: Path) -> IO[bytes] | None:
+    """An exclusive advisory lock on ``path`` (``None`` without ``fcntl``)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    handle = path.open('ab')
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        handle.close()
+        message = (
+            f'another process is writing {what} (lock {path}); run each shard'
+            ' once, or wait for it to finish'
+        )
+        raise ResultsError(message) from error
+    return handle
+
+
 # Reading ---------------------------------------------------------------------
 
 
@@ -581,6 +669,10 @@ def find_results(path: Path) -> Path:
     Raises:
         FileNotFoundError: If there is none; if the folder only holds shards,
             the message says to merge them first.
+
+    Example:
+        >>> find_results(Path('results'))  # doctest: +SKIP
+        PosixPath('results/results.csv')
     """
     path = Path(path)
     if path.is_file():
@@ -766,6 +858,10 @@ def complete_shards(folder: Path) -> list[Path] | None:
 
     Returns ``None`` if there are none, some are missing or unfinished, or
     they come from different runs.
+
+    Example:
+        >>> complete_shards(Path('results')) is None  # doctest: +SKIP
+        True
     """
     files = sorted(Path(folder).glob(f'{RESULTS_STEM}.shard-*-of-*.csv'))
     counts = set()
