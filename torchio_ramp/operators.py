@@ -10,6 +10,8 @@ parameters.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +22,12 @@ import torch
 
 SEVERITY_LEVELS: tuple[float, ...] = (0.05, 0.10, 0.15, 0.20, 0.25)
 """The paper's five evaluation severity levels (section 3.5)."""
+
+
+def _is_finite_number(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    return math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -52,9 +60,10 @@ class Parameter:
 
     def check(self, value: object, owner: str) -> float:
         """Return ``value`` as a float or raise a ``ValueError`` naming it."""
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not _is_finite_number(value):
             message = (
-                f'{owner}: parameter "{self.name}" must be a number, not {value!r}'
+                f'{owner}: parameter "{self.name}" must be a finite number,'
+                f' not {value!r}'
             )
             raise ValueError(message)
         if self.clamp(float(value)) != value:
@@ -153,8 +162,8 @@ class Operator:
             >>> FAMILIES['gaussian_noise'].parameters_at(0.25)
             {'std': 0.2}
         """
-        if isinstance(level, bool) or not isinstance(level, (int, float)):
-            raise ValueError(f'level must be a number, not {level!r}')
+        if not _is_finite_number(level):
+            raise ValueError(f'level must be a finite number, not {level!r}')
         if level < 0:
             raise ValueError(f'level must be non-negative, not {level}')
         return {**self.severity(self, float(level)), **self.default_options()}

@@ -121,7 +121,8 @@ def stripes(
 ) -> torch.Tensor:
     """Stripe / banding artifact: offsets on a random subset of slices.
 
-    ``round(fraction * size)`` distinct slices (at least one) along ``axis`` get
+    ``fraction * size`` distinct slices, rounded half up and at least one, along
+    ``axis`` get
     an offset of random sign and magnitude uniform in
     ``[strength / 2, strength]``.
 

@@ -70,6 +70,14 @@ def batched(kernel: KernelT) -> KernelT:
     def wrapper(x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         check_volume(x)
         if x.ndim == 4:
+            for key, value in kwargs.items():
+                if isinstance(value, list):
+                    message = (
+                        f'{kernel.__name__}: "{key}" is a per-sample list, which'
+                        ' needs a batch (B, C, D, H, W); x has shape'
+                        f' {tuple(x.shape)}'
+                    )
+                    raise ValueError(message)
             return kernel(x, **kwargs)
         batch_size = x.shape[0]
         generators = kwargs.pop('generator', None)

@@ -10,6 +10,7 @@ the memory bandwidth floor on any device and stays fast at one thread, where
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -102,4 +103,5 @@ def gaussian_filter(
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float))
+    is_scalar_tensor = isinstance(value, torch.Tensor) and value.ndim == 0
+    return isinstance(value, numbers.Real) or is_scalar_tensor
