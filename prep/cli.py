@@ -106,8 +106,8 @@ def _conversion_options(func: Callable[..., Any]) -> Callable[..., Any]:
             type=click.IntRange(min=1),
             default=1,
             show_default=True,
-            help='Worker processes. Each holds one subject at a time (a full '
-            'CT plus one mask and the label: about 3 bytes per voxel).',
+            help='Worker processes, one subject each at a time. A worker streams '
+            'the CT and holds one mask plus the label: about 3 bytes per CT voxel.',
         ),
         click.option(
             '--link',
@@ -215,7 +215,10 @@ def main() -> None:
 main.help = main.help.replace('HEAD', HEAD)
 
 
-@main.command(context_settings=CONTEXT)
+@main.command(
+    context_settings=CONTEXT,
+    short_help='Convert TotalSegmentator v2 to the five-class head.',
+)
 @_conversion_options
 def totalseg(**kwargs: Any) -> None:
     """Convert TotalSegmentator v2 (SRC) to the five-class head in OUT.
@@ -233,7 +236,9 @@ def totalseg(**kwargs: Any) -> None:
     _run('totalseg', **kwargs)
 
 
-@main.command(context_settings=CONTEXT)
+@main.command(
+    context_settings=CONTEXT, short_help='Convert AbdomenCT-1K to the five-class head.'
+)
 @_conversion_options
 def abdomenct1k(**kwargs: Any) -> None:
     """Convert AbdomenCT-1K (SRC) to the five-class head in OUT.
@@ -253,7 +258,10 @@ def abdomenct1k(**kwargs: Any) -> None:
     _run('abdomenct1k', **kwargs)
 
 
-@main.command(context_settings=CONTEXT)
+@main.command(
+    context_settings=CONTEXT,
+    short_help="Write SYNTHETIC phantom CTs in a dataset's layout.",
+)
 @click.argument('out', type=click.Path(path_type=Path))
 @click.option(
     '--layout',
@@ -334,7 +342,9 @@ def synth(
     )
 
 
-@main.command(context_settings=CONTEXT)
+@main.command(
+    context_settings=CONTEXT, short_help='Recompute the split of a prepared OUT.'
+)
 @click.argument('out', type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
     '--seed',

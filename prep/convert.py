@@ -339,7 +339,7 @@ def run_tasks(
             max_workers=min(workers, len(tasks)),
             mp_context=context,
             initializer=_init_worker,
-            max_tasks_per_child=MAX_TASKS_PER_WORKER,
+            max_tasks_per_child=MAX_TASKS_PER_WORKER,  # fresh workers: no leaks
         )
         try:
             futures = [executor.submit(convert_subject, task) for task in tasks]

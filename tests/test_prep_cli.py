@@ -10,6 +10,8 @@ from click.testing import CliRunner
 
 from ramp_prep import images
 from ramp_prep.cli import main
+from ramp_prep.errors import describe_os_error
+from torchio_ramp.datasets import load_split
 
 from .prep_fixtures import make_totalseg
 from .prep_fixtures import mask_path
@@ -95,6 +97,9 @@ def test_synth_convert_split_roundtrip(tmp_path):
     assert result.exit_code == 0, result.output
     assert f'Prepared SYNTHETIC 3 of 3 cohort subjects in {out}' in result.output
     assert 'train 2, val 0, test 1' in result.output
+    assert len(load_split(out, 'train')) == 2
+    with pytest.raises(ValueError, match=r"Split 'val' of .*out is empty"):
+        load_split(out, 'val')
     result = run('split', out, '--seed', 1, '--fractions', '0.34,0.33,0.33')
     assert result.exit_code == 0, result.output
     splits = json.loads((out / 'splits.json').read_text())
@@ -218,7 +223,7 @@ def test_out_not_writable_is_reported_before_any_work(tmp_path, monkeypatch):
     make_totalseg(src, n=1)
 
     def denied(path, text):
-        raise images.describe_os_error(
+        raise describe_os_error(
             PermissionError(errno.EACCES, 'Permission denied'), path, 'writing'
         )
 

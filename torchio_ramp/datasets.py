@@ -477,8 +477,8 @@ def load_split(
         transform: Optional transform applied to each subject.
 
     Raises:
-        ValueError: If ``split`` is unknown or a listed id is not in the
-            manifest.
+        ValueError: If ``split`` is unknown or empty, or a listed id is not
+            in the manifest.
         FileNotFoundError: If the folder is not a prepared dataset or an
             image/label file listed for the split is missing.
 
@@ -517,6 +517,12 @@ def load_split(
                 subject_id=subject_id,
                 dataset=str(info['dataset']),
             )
+        )
+    if not subjects:
+        raise ValueError(
+            f'Split {split!r} of {root} is empty (fractions {splits.get("fractions")}, '
+            f'{sum(len(splits[n]) for n in SPLIT_NAMES)} subjects in all); TorchIO '
+            'cannot hold an empty SubjectsDataset.'
         )
     return tio.SubjectsDataset(subjects, transform=transform)
 

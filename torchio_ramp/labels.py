@@ -207,13 +207,12 @@ def merge_totalseg_masks(
     if unknown:
         raise ValueError(f'Structures without an output class: {unknown}')
     label: np.ndarray | None = None
-    conflicted: np.ndarray | None = None
+    conflicted: np.ndarray | None = None  # allocated at the first conflict
     pairs: dict[tuple[str, str], int] = {}
     for name in [s for s in _merge_order() if s in structures]:
         inside = np.asarray(load_mask(name)) != 0
         if label is None:
             label = np.zeros(inside.shape, np.uint8)
-            conflicted = np.zeros(inside.shape, bool)
         elif inside.shape != label.shape:
             raise ValueError(
                 f'Mask {name!r} has shape {inside.shape}, expected {label.shape}'
@@ -226,13 +225,16 @@ def merge_totalseg_masks(
             for loser in np.flatnonzero(counts):
                 key = (CLASS_NAMES[value], CLASS_NAMES[int(loser)])
                 pairs[key] = pairs.get(key, 0) + int(counts[loser])
+            if conflicted is None:
+                conflicted = np.zeros(label.shape, bool)
             where = np.flatnonzero(inside.ravel())[clash]
             conflicted.ravel()[where] = True
         label[inside] = value
         del inside, previous, clash
     if label is None:
         raise ValueError('No structures to merge')
-    return MergeResult(label, int(conflicted.sum()), pairs)
+    total = 0 if conflicted is None else int(np.count_nonzero(conflicted))
+    return MergeResult(label, total, pairs)
 
 
 def remap_abdomenct1k(mask: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
