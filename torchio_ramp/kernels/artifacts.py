@@ -121,9 +121,8 @@ def stripes(
 ) -> torch.Tensor:
     """Stripe / banding artifact: offsets on a random subset of slices.
 
-    ``fraction * size`` distinct slices, rounded half up and at least one, along
-    ``axis`` get
-    an offset of random sign and magnitude uniform in
+    ``fraction * size`` distinct slices (rounded half up, at least one) along
+    ``axis`` get an offset of random sign and magnitude uniform in
     ``[strength / 2, strength]``.
 
     Example:
