@@ -13,6 +13,10 @@ SHARED = Path(__file__).resolve().parents[2] / 'shared'
 
 TOTALSEG_EXAMPLE = SHARED / 'data' / 'totalseg-example'
 
+# Test tensors are tiny: intra-op threads only add scheduling overhead, which
+# becomes severe when the CI machine's two cores are busy.
+torch.set_num_threads(1)
+
 
 def make_subject(
     shape: tuple[int, int, int] = (24, 20, 16),
