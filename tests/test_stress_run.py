@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +117,11 @@ def test_results_are_long_format_with_header_and_summary(reference):
     lines = (reference / 'results.csv').read_text().splitlines()
     assert lines[0] == ','.join(COLUMNS)
     assert len(lines) == 1 + 3 * 5 * 5  # subjects x (clean + 4) x classes
+    for name in ('results.csv', 'results.json', 'summary.json'):
+        mode = (reference / name).stat().st_mode & 0o777
+        umask = os.umask(0o022)
+        os.umask(umask)
+        assert mode == 0o666 & ~umask, (name, oct(mode))  # not mkstemp's 0600
     header = json.loads((reference / 'results.json').read_text())
     assert header['synthetic'] is True
     assert header['dataset'] == 'synthetic-totalseg'

@@ -184,6 +184,8 @@ def write_atomic(path: Path, text: str) -> None:
         dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'
     )
     try:
+        # mkstemp creates 0600 files; give the result the usual permissions
+        os.chmod(temporary, 0o666 & ~_umask())
         with os.fdopen(handle, 'w', encoding='utf-8', newline='') as f:
             f.write(text)
             f.flush()
@@ -192,6 +194,12 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: Path, data: Any) -> None:
