@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -346,6 +347,15 @@ def test_torchrun_environment_shards_the_cli(prepared, models, tmp_path, monkeyp
 
 def test_cli_errors_name_the_problem(prepared, models, tmp_path):
     run = ['run', '--data', prepared, '--out', tmp_path / 'r', '--no-progress']
+    result = invoke(main, [*run, '--model', models['pointwise'], '--split', 'val',
+                           '--families', 'blur', '--levels', '0.1'])  # fmt: skip
+    assert '1 subject(s) evaluated' in result.output
+    no_val = tmp_path / 'no-val'
+    shutil.copytree(prepared, no_val)
+    invoke(prep_main, ['split', no_val, '--fractions', '0.4,0,0.6'])
+    arguments = ['run', '--data', no_val, '--out', tmp_path / 'e', '--split', 'val']
+    result = invoke(main, [*arguments, '--model', models['pointwise']], 1)
+    assert 'no-val is empty' in result.output  # load_split's message
     result = invoke(main, [*run, '--model', tmp_path / 'absent.pt'], 1)
     assert 'model file not found' in result.output and 'absent.pt' in result.output
     junk = tmp_path / 'junk.pt'

@@ -352,8 +352,8 @@ def _section(
     if 'severity' in figures:
         parts += [f'![Dice vs severity]({figures["severity"]})', '']
 
-    if len(names) > 1:
-        wins, total = high_severity_wins(comparison, HIGH_SEVERITY)
+    wins, total = high_severity_wins(comparison, HIGH_SEVERITY)
+    if len(names) > 1 and total:
         parts += [f'### High-severity wins (Table 9, level >= {HIGH_SEVERITY:g})', '']
         parts.append(
             f'Settings (of {total}) in which each model has the highest mean'

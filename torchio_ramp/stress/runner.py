@@ -318,6 +318,7 @@ def run_stress_test(
 
     Raises:
         FileNotFoundError: If ``data`` is not a prepared dataset.
+        ValueError: If the split is empty or unknown.
         ~torchio_ramp.stress.store.ResultsError: If ``out`` holds results
             made with other arguments.
 
