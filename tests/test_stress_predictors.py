@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,12 @@ FACTORY = f'{__name__}:make_network'
 # TorchScript is deprecated in recent PyTorch but is the format the paper's
 # pipeline ships; the warnings are not what these tests check.
 pytestmark = pytest.mark.filterwarnings('ignore:`torch.jit:DeprecationWarning')
+
+
+@pytest.fixture(autouse=True)
+def restore_sys_path(monkeypatch):
+    """Loading a factory adds the working directory to ``sys.path``; undo it."""
+    monkeypatch.setattr(sys, 'path', list(sys.path))
 
 
 def make_network() -> torch.nn.Module:
@@ -179,6 +186,8 @@ def test_factory_found_from_the_working_directory(tmp_path, monkeypatch):
     )
     torch.save(torch.nn.Conv3d(1, 3, 1).state_dict(), tmp_path / 'net.pth')
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr('sys.path', [p for p in __import__('sys').path if p != ''])
+    monkeypatch.setattr(
+        sys, 'path', [p for p in sys.path if p not in ('', str(tmp_path))]
+    )
     loaded = load_model('my_net_module_for_stress:build', Path('net.pth'))
     assert isinstance(loaded.module, torch.nn.Conv3d)
