@@ -1,0 +1,223 @@
+"""Timing and reporting helpers shared by the benchmark scripts.
+
+Timings are wall-clock medians of repeated calls after a warm-up. Candidates
+that are compared with each other (ours, TorchIO, plain torch) are measured
+round-robin, one call of each in turn, so a burst of load from other processes
+slows all of them alike instead of one.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import platform
+import re
+import statistics
+import time
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+SLOW_CALL_S = 0.25
+"""Calls slower than this (seconds, in the warm-up) get ``slow_repeats`` repeats."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds of each repeated call of one candidate.
+
+    Example:
+        >>> Timing([0.003, 0.001, 0.002]).median_ms
+        2.0
+    """
+
+    seconds: Sequence[float]
+
+    @property
+    def repeats(self) -> int:
+        return len(self.seconds)
+
+    @property
+    def median_ms(self) -> float:
+        return 1e3 * statistics.median(self.seconds)
+
+    @property
+    def mean_ms(self) -> float:
+        return 1e3 * statistics.fmean(self.seconds)
+
+    def quantile_ms(self, q: float) -> float:
+        """The ``q`` quantile (0..1) in milliseconds, by linear interpolation."""
+        values = sorted(self.seconds)
+        position = q * (len(values) - 1)
+        low = math.floor(position)
+        high = min(low + 1, len(values) - 1)
+        fraction = position - low
+        return 1e3 * (values[low] + fraction * (values[high] - values[low]))
+
+
+@contextmanager
+def num_threads(count: int) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(count)``, then restore."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """Collect young garbage, then keep the collector off (as ``timeit`` does).
+
+    A full collection takes about 0.2 s with TorchIO and SciPy loaded, and
+    tensors are freed by reference counting anyway.
+    """
+    gc.collect(1)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def time_round_robin(
+    candidates: Mapping[str, Callable[[int], object]],
+    repeats: int,
+    warmup: int = 2,
+    slow_repeats: int = 5,
+) -> dict[str, Timing]:
+    """Time each candidate ``repeats`` times, one call of each in turn.
+
+    Args:
+        candidates: Name -> function of the repeat index (used as a seed).
+        repeats: Timed calls per candidate.
+        warmup: Untimed calls per candidate first (seeds ``-1, -2, ...``
+            mapped to large positive seeds).
+        slow_repeats: Timed calls for a candidate whose warm-up call took
+            longer than :data:`SLOW_CALL_S` (at most ``repeats``).
+
+    Returns:
+        Name -> :class:`Timing`.
+
+    Example:
+        >>> timings = time_round_robin({'noop': lambda i: None}, repeats=3)
+        >>> timings['noop'].repeats
+        3
+    """
+    targets: dict[str, int] = {}
+    with no_gc():
+        for name, function in candidates.items():
+            elapsed = 0.0
+            for w in range(warmup):
+                start = time.perf_counter()
+                function(10_000 + w)
+                elapsed = time.perf_counter() - start
+            slow = elapsed > SLOW_CALL_S
+            targets[name] = min(repeats, slow_repeats) if slow else repeats
+        seconds: dict[str, list[float]] = {name: [] for name in candidates}
+        for index in range(max(targets.values(), default=0)):
+            for name, function in candidates.items():
+                if len(seconds[name]) >= targets[name]:
+                    continue
+                start = time.perf_counter()
+                function(index)
+                seconds[name].append(time.perf_counter() - start)
+    return {name: Timing(values) for name, values in seconds.items()}
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, e.g. ``'0.52, 0.61, 0.70'``."""
+    return ', '.join(f'{value:.2f}' for value in os.getloadavg())
+
+
+def machine_summary() -> str:
+    """One line: CPU model, core count, Python, torch and TorchIO versions."""
+    import torchio
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith('model name'):
+                    model = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (
+        f'{model}, {os.cpu_count()} cores; Python {platform.python_version()},'
+        f' torch {torch.__version__}, TorchIO {torchio.__version__}'
+    )
+
+
+def format_ms(value: float | None) -> str:
+    """Milliseconds with 3 significant digits; ``'-'`` when missing.
+
+    Example:
+        >>> format_ms(0.01234), format_ms(12.345), format_ms(1234.5), format_ms(None)
+        ('0.012', '12.3', '1234', '-')
+    """
+    if value is None or math.isnan(value):
+        return '-'
+    if value >= 100:
+        return f'{value:.0f}'
+    if value >= 10:
+        return f'{value:.1f}'
+    if value >= 1:
+        return f'{value:.2f}'
+    return f'{value:.3f}'
+
+
+def format_ratio(value: float | None) -> str:
+    """A ratio as ``'1.23x'`` (``'-'`` when missing)."""
+    if value is None or math.isnan(value):
+        return '-'
+    return f'{value:.2f}x' if value < 10 else f'{value:.0f}x'
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """``numerator / denominator``, or ``None`` when either is missing."""
+    if numerator is None or denominator is None or denominator == 0:
+        return None
+    return numerator / denominator
+
+
+_NUMBER = re.compile(r'^[-+]?(\d|\.\d)')
+
+
+def _numeric(cells: Sequence[str]) -> bool:
+    """Whether every non-empty cell of a column starts like a number or is '-'."""
+    values = [cell for cell in cells if cell not in ('', '-')]
+    return bool(values) and all(_NUMBER.match(cell) for cell in values)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub markdown table; numeric columns (after the first) align right.
+
+    Example:
+        >>> print(markdown_table(['op', 'ms'], [['blur', '14.7']]))
+        | op | ms |
+        |:---|---:|
+        | blur | 14.7 |
+    """
+    for row in rows:
+        if len(row) != len(header):
+            raise ValueError(f'row {row!r} has {len(row)} cells, not {len(header)}')
+    alignments = [
+        '---:' if column and _numeric([row[column] for row in rows]) else ':---'
+        for column in range(len(header))
+    ]
+    lines = [
+        '| ' + ' | '.join(header) + ' |',
+        '|' + '|'.join(alignments) + '|',
+    ]
+    lines += ['| ' + ' | '.join(row) + ' |' for row in rows]
+    return '\n'.join(lines)

@@ -1,0 +1,180 @@
+"""Smoke test of the benchmark harness: it runs and prints well-formed tables.
+
+Runs ``benchmarks/run.py --quick`` (32^3 patches, a few repeats; about 30 s on
+two cores) and ``benchmarks/check_cuda.py`` on the CPU in subprocesses. No
+timing is asserted: only the structure of the report and the values that do
+not depend on the machine (every operator present, the plain-torch references
+computing the same numbers as the kernels).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from torchio_ramp.families import FAMILY_NAMES
+from torchio_ramp.intensity_ops import INTENSITY_OPERATIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / 'benchmarks'
+OPERATORS = [*FAMILY_NAMES, *INTENSITY_OPERATIONS, 'elastic', 'flip']
+SECTIONS = [
+    'Operators',
+    'Reference costs',
+    'Pipelines',
+    'tio.Queue throughput',
+    'Memory',
+    'Elastic field vs the dense definition',
+    'Targets',
+]
+
+
+def _run(*arguments: str, timeout: int = 300) -> str:
+    completed = subprocess.run(
+        [sys.executable, *arguments],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed.stdout
+
+
+def _tables(report: str) -> dict[str, list[dict[str, str]]]:
+    """Each ``### section``'s first markdown table as a list of row dicts."""
+    tables: dict[str, list[dict[str, str]]] = {}
+    for block in re.split(r'^### ', report, flags=re.MULTILINE)[1:]:
+        title, _, body = block.partition('\n')
+        lines = [line for line in body.splitlines() if line.startswith('|')]
+        header = _cells(lines[0])
+        separator = _cells(lines[1])
+        assert len(separator) == len(header), title
+        assert all(re.fullmatch(r':?-{3,}:?', cell) for cell in separator), title
+        rows = []
+        for line in lines[2:]:
+            if line.startswith('| ---') or not line.strip():
+                break
+            cells = _cells(line)
+            if len(cells) != len(header) and rows:
+                break  # the next table of the same section
+            assert len(cells) == len(header), (title, line)
+            rows.append(dict(zip(header, cells, strict=True)))
+        tables[title.strip()] = rows
+    return tables
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip('|').split('|')]
+
+
+def _milliseconds(cell: str) -> float:
+    """A timing cell such as ``12.3`` or ``1234*`` (``-`` is NaN)."""
+    if cell == '-':
+        return math.nan
+    value = float(cell.rstrip('*'))
+    assert value >= 0
+    return value
+
+
+@pytest.fixture(scope='module')
+def report() -> str:
+    return _run('benchmarks/run.py', '--quick')
+
+
+def test_report_has_every_section(report):
+    assert report.startswith('## torchio-ramp benchmarks')
+    assert 'Command: `python benchmarks/run.py --quick`' in report
+    assert re.search(r'Load average \(1, 5, 15 min\): [\d.]+, [\d.]+, [\d.]+', report)
+    titles = [title.strip() for title in re.findall(r'^### (.+)$', report, re.M)]
+    assert titles == SECTIONS
+
+
+def test_operator_table(report):
+    rows = _tables(report)['Operators']
+    assert [row['operator'] for row in rows] == OPERATORS
+    for row in rows:
+        name = row['operator']
+        transform = _milliseconds(row['ours transform ms †'])
+        reference = _milliseconds(row['plain torch ms'])
+        assert transform > 0 and reference > 0, name
+        kernel = _milliseconds(row['ours kernel ms'])
+        assert math.isnan(kernel) == (name == 'flip'), name
+        # The plain-torch reference computes the same numbers as our kernel.
+        assert float(row['max abs diff vs plain']) <= 1e-5, name
+        if name != 'flip':
+            assert re.fullmatch(r'\d+ \(\d+\.\d\)', row['new buffers (volumes)']), name
+            assert 'float64' not in row['new buffers (volumes)'], name
+    with_torchio = {row['operator'] for row in rows if row['TorchIO ms †'] != '-'}
+    assert {'gaussian_noise', 'blur', 'bias_field', 'ghosting', 'downsample'} <= (
+        with_torchio
+    )
+    assert {'elastic', 'gamma', 'flip'} <= with_torchio
+
+
+def test_pipeline_queue_memory_and_targets(report):
+    tables = _tables(report)
+    pipelines = {row['pipeline (per patch)']: row for row in tables['Pipelines']}
+    for name in ('RampCorrupt()', 'Ramp()'):
+        assert _milliseconds(pipelines[name]['ours median ms']) > 0
+        assert _milliseconds(pipelines[name]['TorchIO-built median ms']) > 0
+        assert pipelines[name]['TorchIO-built / ours (median)'].endswith('x')
+    queue = tables['tio.Queue throughput']
+    assert [row['workers'] for row in queue] == ['1', '2']
+    for row in queue:
+        assert float(row['CTNormalize + Ramp() (patches/s)']) > 0
+    memory = {row['operator']: row for row in tables['Memory']}
+    assert set(memory) == {'gaussian_noise', 'Ramp()'}
+    targets = [row['target (issue 6)'] for row in tables['Targets']]
+    assert targets[0].startswith('every operator: ours / plain torch <= 1.5')
+    assert 'RampCorrupt() median <= 25 ms' in targets
+    assert 'Ramp() median <= 40 ms' in targets
+    assert any(target.startswith('BatchRampCorrupt on CUDA') for target in targets)
+
+
+def test_elastic_equivalence_rows(report):
+    rows = _tables(report)['Elastic field vs the dense definition']
+    statistics = [row['statistic'] for row in rows]
+    assert statistics[0] == 'displacement std (voxels)'
+    assert sum(name.startswith('power fraction') for name in statistics) == 5
+    fractions = [
+        float(row['ours (coarse grid)'].split()[0])
+        for row in rows
+        if row['statistic'].startswith('power fraction')
+    ]
+    assert math.isclose(sum(fractions), 1.0, rel_tol=1e-3)
+
+
+def test_check_cuda_runs_on_the_cpu():
+    output = _run(
+        'benchmarks/check_cuda.py',
+        '--device',
+        'cpu',
+        '--size',
+        '16',
+        '--check-size',
+        '12',
+        '--repeats',
+        '1',
+    )
+    agreement = re.findall(
+        r'^\| (\w+) \| ([\d.e+-]+) \| (\d+) \| (\w+) \|$', output, re.M
+    )
+    assert [row[0] for row in agreement] == OPERATORS[:-1]
+    assert all(row[3] == 'yes' for row in agreement)
+    assert 'BatchRampCorrupt' in output
+
+
+def test_check_cuda_skips_without_cuda():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip('CUDA is available: the script would run for real')
+    output = _run('benchmarks/check_cuda.py')
+    assert output.startswith('SKIPPED: CUDA is not available')
