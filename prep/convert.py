@@ -31,6 +31,7 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from torchio_ramp.labels import CLASS_NAMES
+from torchio_ramp.labels import class_counts
 from torchio_ramp.labels import merge_totalseg_masks
 from torchio_ramp.labels import remap_abdomenct1k
 
@@ -197,13 +198,17 @@ def _convert(task: Task) -> dict[str, Any]:
         conflict_voxels = 0
         dropped: dict[str, int] = {}
         if task.dataset == 'totalseg':
+            alive: list[sitk.Image] = []  # the image behind the current mask view
 
             def load(name: str) -> np.ndarray:
                 path = subject.masks[name]
-                image = _load_mask(task, path, geometry, repairs, resampled, name)
-                return imio.integer_array(image, path, range(2))
+                alive.clear()  # the previous mask is no longer used: free it
+                alive.append(_load_mask(task, path, geometry, repairs, resampled, name))
+                mask = imio.integer_array(alive[0], path, range(2))
+                return mask.view(bool)  # values checked to be 0 or 1
 
             merged = merge_totalseg_masks(load)
+            alive.clear()
             label = merged.label
             conflict_voxels = merged.conflict_voxels
             conflicts = {f'{w}>{lo}': n for (w, lo), n in merged.conflict_pairs.items()}
@@ -211,15 +216,13 @@ def _convert(task: Task) -> dict[str, Any]:
             path = subject.masks['labels']
             image = _load_mask(task, path, geometry, repairs, resampled, 'labels')
             array = imio.integer_array(image, path, range(5))
-            del image
             label, dropped_ids = remap_abdomenct1k(array)
-            del array
+            del array, image  # the array may be a view of the image
             dropped = {'pancreas': dropped_ids[4]}
 
-        voxels = {
-            name: int(np.count_nonzero(label == v)) for v, name in CLASS_NAMES.items()
-        }
-        voxels = {'background': int(label.size) - sum(voxels.values()), **voxels}
+        counts = class_counts(label)
+        voxels = {'background': counts[0]}
+        voxels.update({name: counts[v] for v, name in CLASS_NAMES.items()})
         label_image = geometry.apply(sitk.GetImageFromArray(label))
         del label
         imio.sitk_write(label_image, label_tmp, label_out)

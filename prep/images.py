@@ -434,7 +434,9 @@ def integer_array(image: sitk.Image, path: Path, allowed: range) -> np.ndarray:
     """Voxels of a mask as an integer array (SimpleITK order ``K, J, I``).
 
     Integer voxel types are accepted; floating-point ones only when every
-    value is a whole number. All values must lie in ``allowed``.
+    value is a whole number. All values must lie in ``allowed``. A ``uint8``
+    image is returned as a view of its buffer, without a copy: keep ``image``
+    alive while the array is in use.
 
     Raises:
         PrepError: For vector images, fractional values (e.g. probability
@@ -471,7 +473,7 @@ def integer_array(image: sitk.Image, path: Path, allowed: range) -> np.ndarray:
             f'{allowed.start}..{allowed.stop - 1} (voxel type {pixel})'
         )
     if array.dtype == np.uint8:
-        return np.array(array)
+        return array
     return array.astype(np.uint8)
 
 

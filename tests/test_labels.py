@@ -146,3 +146,25 @@ def test_abdomenct1k_remap_rejects_values_outside_0_to_4():
         labels.remap_abdomenct1k(np.array([0, 5, 9, 1], np.int16))
     with pytest.raises(ValueError, match=r'values \[-1\]'):
         labels.remap_abdomenct1k(np.array([0, -1], np.int16))
+
+
+def test_class_counts_in_chunks_equal_a_plain_count():
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 6, (30, 20, 10)).astype(np.uint8)
+    expected = {v: int(np.count_nonzero(label == v)) for v in range(6)}
+    assert labels.class_counts(label, chunk=777) == expected
+    assert sum(labels.class_counts(label).values()) == label.size
+    with pytest.raises(ValueError, match=r'Label values \[6\] are outside 0\.\.5'):
+        labels.class_counts(np.array([0, 6, 1], np.uint8))
+
+
+def test_merge_accepts_bool_and_integer_masks_alike():
+    masks = _masks()
+    masks['spleen'][1:3, 1:3, 1:3] = 1
+    masks['colon'][2:, 2:, 2:] = 1
+    as_bool = {k: v.astype(bool) for k, v in masks.items()}
+    a = labels.merge_totalseg_masks(masks.__getitem__)
+    b = labels.merge_totalseg_masks(as_bool.__getitem__)
+    np.testing.assert_array_equal(a.label, b.label)
+    assert a.conflict_voxels == b.conflict_voxels == 1
+    assert a.conflict_pairs == {('spleen', 'colon'): 1}

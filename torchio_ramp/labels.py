@@ -182,7 +182,8 @@ def merge_totalseg_masks(
 
     Args:
         load_mask: Called with a structure name, returns a binary array
-            (nonzero = inside). All masks must have the same shape.
+            (nonzero = inside; a ``bool`` array is fastest). All masks must
+            have the same shape.
         structures: Structures to merge, a subset of
             :data:`TOTALSEG_STRUCTURES`.
 
@@ -207,34 +208,67 @@ def merge_totalseg_masks(
     if unknown:
         raise ValueError(f'Structures without an output class: {unknown}')
     label: np.ndarray | None = None
-    conflicted: np.ndarray | None = None  # allocated at the first conflict
+    flat: np.ndarray | None = None
+    clashing: list[np.ndarray] = []  # flat indices of conflict voxels
     pairs: dict[tuple[str, str], int] = {}
     for name in [s for s in _merge_order() if s in structures]:
-        inside = np.asarray(load_mask(name)) != 0
+        mask = np.asarray(load_mask(name))
         if label is None:
-            label = np.zeros(inside.shape, np.uint8)
-        elif inside.shape != label.shape:
+            label = np.zeros(mask.shape, np.uint8)
+            flat = label.reshape(-1)  # a view: label is C-contiguous
+        elif mask.shape != label.shape:
             raise ValueError(
-                f'Mask {name!r} has shape {inside.shape}, expected {label.shape}'
+                f'Mask {name!r} has shape {mask.shape}, expected {label.shape}'
             )
+        # Organs are small next to the volume: work on their voxel indices.
+        # NumPy finds the nonzeros of a bool array ~10x faster than of uint8.
+        where = np.flatnonzero(mask if mask.dtype == bool else mask != 0)
+        del mask
         value = TOTALSEG_MAPPING[name]
-        previous = label[inside]
+        previous = flat[where]
         clash = (previous != BACKGROUND) & (previous != value)
         if clash.any():
             counts = np.bincount(previous[clash], minlength=NUM_CLASSES)
             for loser in np.flatnonzero(counts):
                 key = (CLASS_NAMES[value], CLASS_NAMES[int(loser)])
                 pairs[key] = pairs.get(key, 0) + int(counts[loser])
-            if conflicted is None:
-                conflicted = np.zeros(label.shape, bool)
-            where = np.flatnonzero(inside.ravel())[clash]
-            conflicted.ravel()[where] = True
-        label[inside] = value
-        del inside, previous, clash
+            clashing.append(where[clash])
+        flat[where] = value
     if label is None:
         raise ValueError('No structures to merge')
-    total = 0 if conflicted is None else int(np.count_nonzero(conflicted))
-    return MergeResult(label, total, pairs)
+    total = np.unique(np.concatenate(clashing)).size if clashing else 0
+    return MergeResult(label, int(total), pairs)
+
+
+def class_counts(label: np.ndarray, chunk: int = 1 << 22) -> dict[int, int]:
+    """Voxels of each value 0..5 in a label map, in bounded memory.
+
+    Counting goes chunk by chunk, so a full-size CT label map never needs a
+    volume-sized temporary.
+
+    Args:
+        label: Label map with values in ``0..NUM_CLASSES - 1``.
+        chunk: Voxels per chunk.
+
+    Raises:
+        ValueError: If a value is outside ``0..NUM_CLASSES - 1``.
+
+    Example:
+        >>> class_counts(np.array([0, 0, 1, 3, 3, 3], np.uint8))
+        {0: 2, 1: 1, 2: 0, 3: 3, 4: 0, 5: 0}
+    """
+    flat = np.asarray(label).reshape(-1)
+    totals = np.zeros(NUM_CLASSES, np.int64)
+    for start in range(0, flat.size, chunk):
+        part = flat[start : start + chunk]
+        if part.size and (part.min() < 0 or part.max() >= NUM_CLASSES):
+            outside = (part < 0) | (part >= NUM_CLASSES)
+            bad = np.unique(part[outside])[:10].tolist()
+            raise ValueError(f'Label values {bad} are outside 0..{NUM_CLASSES - 1}')
+        for value in range(1, NUM_CLASSES):  # comparisons beat bincount's intp copy
+            totals[value] += np.count_nonzero(part == value)
+    totals[0] = flat.size - totals[1:].sum()
+    return {value: int(n) for value, n in enumerate(totals)}
 
 
 def remap_abdomenct1k(mask: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
