@@ -56,6 +56,25 @@ STATE_DIR = '.ramp-prep'
 REPORT_TXT = 'report.txt'
 SPLITS_FINAL_JSON = 'splits_final.json'
 FORMATS = ('ramp', 'nnunet')
+RECORD_KEYS = frozenset(
+    [
+        'id',
+        'image',
+        'label',
+        'linked',
+        'shape',
+        'spacing',
+        'voxels',
+        'conflict_voxels',
+        'conflicts',
+        'dropped',
+        'repaired',
+        'resampled',
+        'options',
+        'source',
+        'outputs',
+    ]
+)
 RELEASES = {'totalseg': 'TotalSegmentator v2', 'abdomenct1k': 'AbdomenCT-1K'}
 DEFAULT_NNUNET_NAMES = {'totalseg': 'RampTotalSeg', 'abdomenct1k': 'RampAbdomenCT1K'}
 
@@ -215,7 +234,7 @@ def write_record(layout: Layout, record: dict[str, Any]) -> None:
 
 
 def load_records(layout: Layout) -> dict[str, dict[str, Any]]:
-    """All stored records (unreadable ones are ignored: they get redone).
+    """All stored records (unreadable or incomplete ones are ignored: redone).
 
     Example:
         >>> load_records(Layout(Path('missing-folder')))
@@ -226,7 +245,12 @@ def load_records(layout: Layout) -> dict[str, dict[str, Any]]:
         for path in sorted(layout.records_dir.glob('*.json')):
             with contextlib.suppress(PrepError):
                 record = read_json(path)
-                if isinstance(record, dict) and record.get('id') == path.stem:
+                if (
+                    isinstance(record, dict)
+                    and record.get('id') == path.stem
+                    and set(record) >= RECORD_KEYS
+                    and {'image', 'label'} <= set(record['outputs'])
+                ):
                     records[path.stem] = record
     return records
 
