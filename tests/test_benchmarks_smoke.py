@@ -130,7 +130,7 @@ def test_pipeline_queue_memory_and_targets(report):
     for row in queue:
         assert float(row['CTNormalize + Ramp() (patches/s)']) > 0
     memory = {row['operator']: row for row in tables['Memory']}
-    assert set(memory) == {'gaussian_noise', 'Ramp()'}
+    assert set(memory) == {'Ramp()'}
     targets = [row['target (issue 6)'] for row in tables['Targets']]
     assert targets[0].startswith('every operator: ours / plain torch <= 1.5')
     assert 'RampCorrupt() median <= 25 ms' in targets
@@ -178,3 +178,9 @@ def test_check_cuda_skips_without_cuda():
         pytest.skip('CUDA is available: the script would run for real')
     output = _run('benchmarks/check_cuda.py')
     assert output.startswith('SKIPPED: CUDA is not available')
+
+
+def test_breakdown_lists_torch_operators():
+    output = _run('benchmarks/breakdown.py', 'gamma', '--size', '8', '--calls', '1')
+    assert '| torch operator | calls | self CPU ms per call | share |' in output
+    assert '| aten::pow |' in output
