@@ -107,7 +107,7 @@ def test_killed_run_leaves_no_half_written_output_and_rerun_finishes(tmp_path):
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             done = (
-                sorted(p.stem for p in records.glob('*.json'))
+                sorted(p.stem for p in records.glob('synth*.json'))  # no .tmp files
                 if records.exists()
                 else []
             )
@@ -189,3 +189,13 @@ def test_out_holding_another_dataset_is_refused(converted, tmp_path):
     make_abdomenct1k(tmp_path / 'abd', n=1)
     with pytest.raises(PrepError, match='already holds synthetic totalseg data'):
         prepare('abdomenct1k', tmp_path / 'abd', out, progress=False)
+
+
+def test_damaged_record_means_the_subject_is_redone(converted):
+    src, out, _ = converted
+    record = out / '.ramp-prep' / 'records' / 'synth0003.json'
+    record.write_text('{"id": "synth0003", "image": "images/synth0003.nii.gz"}')
+    (out / '.ramp-prep' / 'records' / 'synth0001.json').write_text('{trunc')
+    summary = prepare('totalseg', src, out, progress=False)
+    assert summary.converted == ['synth0001', 'synth0003']
+    assert json.loads(record.read_text())['voxels']['liver'] > 0
