@@ -48,6 +48,10 @@ class Timing:
         return 1e3 * statistics.median(self.seconds)
 
     @property
+    def min_ms(self) -> float:
+        return 1e3 * min(self.seconds)
+
+    @property
     def mean_ms(self) -> float:
         return 1e3 * statistics.fmean(self.seconds)
 

@@ -313,7 +313,6 @@ def operators_table(
         'plain torch ms',
         'ours / plain',
         'TorchIO / ours †',
-        'ours 2 threads ms (speed-up)',
         'max abs diff vs plain',
         'new buffers (volumes)',
         'peak memory (x volume)',
@@ -322,8 +321,6 @@ def operators_table(
     for result in results:
         kernel = result.median('kernel')
         transform = result.median('transform')
-        main = kernel if kernel is not None else transform
-        two = result.two_threads.median_ms
         buffers = result.buffers
         volume_bytes = math.prod(config.shape) * 4
         buffer_cell = (
@@ -343,7 +340,6 @@ def operators_table(
                 _timing_cell(result.timings.get('reference'), config),
                 format_ratio(ratio(kernel, result.median('reference'))),
                 format_ratio(ratio(result.median('torchio'), transform)),
-                f'{format_ms(two)} ({format_ratio(ratio(main, two))})',
                 f'{result.max_difference:.0e}',
                 buffer_cell,
                 _memory_cell(peak),
@@ -382,7 +378,6 @@ def pipelines_table(results: Sequence[PipelineResult]) -> str:
         'ours median ms',
         'ours mean ms',
         'ours p90 ms',
-        'ours 2 threads median ms',
         'TorchIO-built median ms',
         'TorchIO-built mean ms',
         'TorchIO-built / ours (median)',
@@ -395,7 +390,7 @@ def pipelines_table(results: Sequence[PipelineResult]) -> str:
         target = '-' if case.target_ms is None else f'median <= {case.target_ms:g} ms'
         if result.ours is None:
             rows.append(
-                [case.name, f'not available ({case.missing})'] + ['-'] * 7 + [target]
+                [case.name, f'not available ({case.missing})'] + ['-'] * 6 + [target]
             )
             continue
         ours, theirs = result.ours, result.torchio
@@ -405,7 +400,6 @@ def pipelines_table(results: Sequence[PipelineResult]) -> str:
                 format_ms(ours.median_ms),
                 format_ms(ours.mean_ms),
                 format_ms(ours.quantile_ms(0.9)),
-                format_ms(result.two_threads.median_ms if result.two_threads else None),
                 format_ms(theirs.median_ms if theirs else None),
                 format_ms(theirs.mean_ms if theirs else None),
                 format_ratio(
@@ -415,6 +409,42 @@ def pipelines_table(results: Sequence[PipelineResult]) -> str:
                 target,
             ]
         )
+    return markdown_table(header, rows)
+
+
+def threads_table(
+    operators: Sequence[OperatorResult],
+    pipelines: Sequence[PipelineResult],
+) -> str:
+    """1 vs 2 threads for our kernels (transform for flip) and pipelines."""
+    pairs: list[tuple[str, Timing, Timing]] = []
+    for result in operators:
+        main = 'kernel' if result.case.kernel is not None else 'transform'
+        pairs.append((result.case.name, result.timings[main], result.two_threads))
+    for result in pipelines:
+        if result.ours is not None and result.two_threads is not None:
+            pairs.append((result.case.name, result.ours, result.two_threads))
+    rows = [
+        [
+            name,
+            format_ms(one.median_ms),
+            format_ms(two.median_ms),
+            format_ratio(one.median_ms / two.median_ms),
+            format_ms(one.min_ms),
+            format_ms(two.min_ms),
+            format_ratio(one.min_ms / two.min_ms),
+        ]
+        for name, one, two in pairs
+    ]
+    header = [
+        'ours',
+        '1 thread median ms',
+        '2 threads median ms',
+        'speed-up (medians)',
+        '1 thread min ms',
+        '2 threads min ms',
+        'speed-up (minima)',
+    ]
     return markdown_table(header, rows)
 
 
@@ -722,6 +752,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             ' include it more than its median.\n'
         )
         out.append(pipelines_table(pipelines))
+    if operators or pipelines:
+        out.append('\n### Thread scaling\n')
+        out.append(
+            'torch.set_num_threads(1) vs (2), same calls and seeds, measured'
+            ' after the one-thread runs. Two threads only help when the second'
+            ' core is idle: when another process holds it, every parallel region'
+            ' waits for a descheduled thread and small operators become several'
+            ' times slower. The minima approximate an idle machine.\n'
+        )
+        out.append(threads_table(operators, pipelines))
     if queue_results:
         out.append('\n### tio.Queue throughput\n')
         out.append(

@@ -27,6 +27,7 @@ SECTIONS = [
     'Operators',
     'Reference costs',
     'Pipelines',
+    'Thread scaling',
     'tio.Queue throughput',
     'Memory',
     'Elastic field vs the dense definition',
@@ -136,6 +137,15 @@ def test_pipeline_queue_memory_and_targets(report):
     assert 'RampCorrupt() median <= 25 ms' in targets
     assert 'Ramp() median <= 40 ms' in targets
     assert any(target.startswith('BatchRampCorrupt on CUDA') for target in targets)
+
+
+def test_thread_scaling_rows(report):
+    rows = _tables(report)['Thread scaling']
+    assert [row['ours'] for row in rows][: len(OPERATORS)] == OPERATORS
+    assert {'RampCorrupt()', 'Ramp()'} <= {row['ours'] for row in rows}
+    for row in rows:
+        assert _milliseconds(row['2 threads median ms']) > 0
+        assert row['speed-up (minima)'].endswith('x')
 
 
 def test_elastic_equivalence_rows(report):
