@@ -46,6 +46,7 @@ import random
 import time
 import warnings
 from collections.abc import Callable
+from collections.abc import Iterable
 from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -1067,6 +1068,52 @@ def _batches(
         pass_index += 1
 
 
+def _train_steps(
+    network: nn.Module,
+    batches: Iterator[dict[str, Any]],
+    steps: Iterable[Any],
+    optimizer: torch.optim.Optimizer,
+    criterion: nn.Module,
+    use_amp: bool,
+) -> torch.Tensor:
+    """One optimiser step per item of ``steps``; the sum of the losses."""
+    device = next(network.parameters()).device
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    for _ in steps:
+        batch = next(batches)
+        images = batch['ct'][tio.DATA].to(device, non_blocking=True)
+        labels = batch['label'][tio.DATA].to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast('cuda', dtype=torch.bfloat16, enabled=use_amp):
+            logits = network(images)
+        loss = criterion(logits.float(), labels)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(network.parameters(), 12.0)
+        optimizer.step()
+        total += loss.detach()
+        if isinstance(steps, tqdm):
+            steps.set_postfix(loss=f'{loss.item():.3f}')
+    return total
+
+
+def _validate(
+    predictor: SlidingWindowPredictor,
+    val_set: tio.SubjectsDataset,
+    context: DistributedContext,
+    **kwargs: Any,
+) -> Evaluation:
+    """Validation Dice: each rank scores its share of the subjects; all gather."""
+    shard = range(context.rank, len(val_set), context.world_size)
+    evaluation = evaluate(predictor, val_set, indices=shard, **kwargs)
+    if context.enabled:
+        gathered: list[Any] = [None] * context.world_size
+        dist.all_gather_object(gathered, evaluation.subjects)
+        evaluation = Evaluation.from_subjects(
+            {k: v for part in gathered for k, v in part.items()}
+        )
+    return evaluation
+
+
 def _check_data(
     config: TrainingConfig,
     train_set: tio.SubjectsDataset,
@@ -1133,7 +1180,7 @@ def train(
     Raises:
         FileExistsError: If ``config.out`` holds a run and ``resume`` is
             false (nothing is overwritten).
-        FileNotFoundError: If ``resume`` and there is no ``last.pt``.
+        FileNotFoundError: If ``resume`` and ``config.out`` holds no run.
         ValueError: For bad options or data (named in the message).
 
     Example:
@@ -1142,6 +1189,8 @@ def train(
         >>> result.best_epoch, result.run.file('best.pt')  # doctest: +SKIP
     """  # noqa: E501
     start_time = time.perf_counter()
+    if stop_after is not None and stop_after < 1:
+        raise ValueError(f'stop_after must be positive, not {stop_after}')
     device = resolve_device(config.device, DistributedContext.from_environment())
     context = init_distributed(device)
     log = log or tqdm.write
@@ -1248,8 +1297,6 @@ def train(
 
     end_epoch = config.epochs
     if stop_after is not None:
-        if stop_after < 1:
-            raise ValueError(f'stop_after must be positive, not {stop_after}')
         end_epoch = min(end_epoch, start_epoch + stop_after)
     for epoch in range(start_epoch, end_epoch):
         epoch_start = time.perf_counter()
@@ -1275,40 +1322,19 @@ def train(
             leave=False,
             disable=not (progress and context.is_main),
         )
-        total = torch.zeros((), dtype=torch.float64, device=device)
-        for _ in bar:
-            batch = next(batches)
-            images = batch['ct'][tio.DATA].to(device, non_blocking=True)
-            labels = batch['label'][tio.DATA].to(device, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast('cuda', dtype=torch.bfloat16, enabled=use_amp):
-                logits = network(images)
-            loss = criterion(logits.float(), labels)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(network.parameters(), 12.0)
-            optimizer.step()
-            total += loss.detach()
-            bar.set_postfix(loss=f'{loss.item():.3f}')
+        total = _train_steps(network, batches, bar, optimizer, criterion, use_amp)
         batches.close()  # stops the queue's workers
         if context.enabled:
             dist.all_reduce(total)
         train_loss = float(total) / (steps * context.world_size)
-
-        shard = range(context.rank, len(val_set), context.world_size)
-        evaluation = evaluate(
+        evaluation = _validate(
             predictor,
             val_set,
+            context,
             classes=classes,
             annotated=annotated,
-            indices=shard,
             progress=progress and context.is_main,
         )
-        if context.enabled:
-            gathered: list[Any] = [None] * context.world_size
-            dist.all_gather_object(gathered, evaluation.subjects)
-            evaluation = Evaluation.from_subjects(
-                {k: v for part in gathered for k, v in part.items()}
-            )
         scheduler.step()
         epoch_done = epoch + 1
         score = evaluation.mean_dice
