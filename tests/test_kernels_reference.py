@@ -655,4 +655,11 @@ def test_elastic_deform_is_warp_by_elastic_displacement():
     )
     expected = kernels.warp(x, displacement)
     got = kernels.elastic_deform(x, alpha=300.0, sigma=4.0, generator=seeded(5))
-    assert torch.equal(got, expected.clamp(0, 1))
+    # the grid is built on the coarse field (ramp and scale before upsampling):
+    # the same sampling positions up to float rounding
+    torch.testing.assert_close(got, expected.clamp(0, 1), rtol=0, atol=1e-5)
+    grid = kernels.elastic_grid(
+        (12, 10, 8), alpha=300.0, sigma=4.0, generator=seeded(5)
+    )
+    from_displacement = kernels.elastic.displacement_to_grid(displacement)
+    torch.testing.assert_close(grid, from_displacement, rtol=0, atol=1e-6)

@@ -16,6 +16,8 @@ from .blur import sharpen
 from .compound import compound
 from .elastic import elastic_deform
 from .elastic import elastic_displacement
+from .elastic import elastic_grid
+from .elastic import sample
 from .elastic import warp
 from .fields import bias_field
 from .fields import bias_field_map
@@ -44,6 +46,7 @@ __all__ = [
     'downsample',
     'elastic_deform',
     'elastic_displacement',
+    'elastic_grid',
     'gamma',
     'gaussian_blur',
     'gaussian_filter',
@@ -56,6 +59,7 @@ __all__ = [
     'polynomial_warp',
     'rician_noise',
     'salt_pepper',
+    'sample',
     'sharpen',
     'smooth_noise_field',
     'speckle_noise',

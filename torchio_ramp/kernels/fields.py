@@ -13,12 +13,13 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from .base import batched
 from .base import randn
 from .filters import TRUNCATE
+from .filters import along_axes
 from .filters import gaussian_filter
+from .filters import gaussian_matrix
 from .filters import gaussian_weights
 
 BIAS_CONTROL_POINTS = 5
@@ -28,16 +29,51 @@ BIAS_SMOOTHING = 1.0
 """Gaussian sigma of the bias field on its coarse grid, in control points."""
 
 
+def interpolation_matrix(
+    size_in: int,
+    size_out: int,
+    *,
+    device: torch.device | str = 'cpu',
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """``(size_out, size_in)`` matrix of corner-aligned linear interpolation.
+
+    Row ``i`` holds the two weights that place output sample ``i`` at
+    ``i * (size_in - 1) / (size_out - 1)`` on the input grid.
+
+    Example:
+        >>> interpolation_matrix(2, 3)
+        tensor([[1.0000, 0.0000],
+                [0.5000, 0.5000],
+                [0.0000, 1.0000]])
+    """
+    if size_in == 1:
+        return torch.ones(size_out, 1, device=device, dtype=dtype)
+    position = torch.linspace(0, size_in - 1, size_out, dtype=torch.float64)
+    low = position.floor().clamp_(max=size_in - 2).long()
+    weight = position - low
+    rows = torch.arange(size_out)
+    matrix = torch.zeros(size_out, size_in, dtype=torch.float64)
+    matrix[rows, low] = 1 - weight
+    matrix[rows, low + 1] += weight
+    return matrix.to(device=device, dtype=dtype)
+
+
 def upsample_linear(field: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Interpolate the last three dims of ``field`` to ``size`` (corner-aligned).
 
-    Corner alignment maps the first and last coarse samples onto the first and
-    last voxels, so the extremes of the coarse field are preserved exactly.
+    Equal to ``F.interpolate(..., mode='trilinear', align_corners=True)`` up to
+    float rounding, computed as one small matrix product per axis, which is
+    several times faster at one thread. Corner alignment maps the first and
+    last coarse samples onto the first and last voxels, so the extremes of the
+    coarse field are preserved exactly.
     """
-    leading = field.shape[:-3]
-    flat = field.reshape(-1, 1, *field.shape[-3:])
-    up = F.interpolate(flat, size=tuple(size), mode='trilinear', align_corners=True)
-    return up.reshape(*leading, *size)
+    options = {'device': field.device, 'dtype': field.dtype}
+    matrices = [
+        interpolation_matrix(n, int(m), **options)
+        for n, m in zip(field.shape[-3:], size, strict=True)
+    ]
+    return along_axes(field, matrices)
 
 
 def bias_field_map(
@@ -109,6 +145,55 @@ def coarse_step(sigma: float) -> int:
     return max(1, int(sigma / 3))
 
 
+def coarse_noise_field(
+    shape: Sequence[int],
+    *,
+    sigma: float,
+    channels: int = 1,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = 'cpu',
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """The coarse samples of :func:`smooth_noise_field`, before upsampling.
+
+    ``upsample_linear(coarse_noise_field(shape, ...), shape)`` is the field.
+    Linear operations (scaling, adding a ramp) are cheaper here than at full
+    resolution and commute with the upsampling.
+
+    Example:
+        >>> coarse_noise_field((64, 64, 1), sigma=9.0).shape
+        torch.Size([1, 22, 22, 1])
+    """
+    step = coarse_step(sigma)
+    coarse_shape = [1 if n == 1 else math.ceil((n - 1) / step) + 1 for n in shape]
+    # Corner-aligned upsampling spaces coarse samples (n - 1) / (m - 1) <= step
+    # voxels apart; smooth each axis with sigma expressed in that spacing.
+    spacings = [
+        (n - 1) / (m - 1) if m > 1 else 1.0
+        for n, m in zip(shape, coarse_shape, strict=True)
+    ]
+    coarse_sigmas = [
+        sigma / s if n > 1 else 0.0 for n, s in zip(shape, spacings, strict=True)
+    ]
+    dense_sigmas = [sigma if n > 1 else 0.0 for n in shape]
+    # Noise is drawn a kernel radius beyond every edge and smoothed with 'valid'
+    # filtering, so the field is stationary: no boundary effects.
+    options = {'device': device, 'dtype': dtype}
+    smoothing = [
+        gaussian_matrix(m, s, **options)
+        for m, s in zip(coarse_shape, coarse_sigmas, strict=True)
+    ]
+    padded_shape = [matrix.shape[1] for matrix in smoothing]
+    reference = torch.empty((), **options)
+    noise = randn(reference, generator, shape=(channels, *padded_shape))
+    # U(-1, 1) has variance 1/3 and smoothing scales the variance by the sum of
+    # the squared taps on each axis: give the coarse field the dense variance.
+    dense_gain = math.prod(_squared_tap_sum(s) for s in dense_sigmas)
+    coarse_gain = math.prod(_squared_tap_sum(s) for s in coarse_sigmas)
+    noise *= math.sqrt(dense_gain / (3 * coarse_gain))
+    return along_axes(noise, smoothing)
+
+
 def smooth_noise_field(
     shape: Sequence[int],
     *,
@@ -132,33 +217,15 @@ def smooth_noise_field(
         >>> field.shape
         torch.Size([1, 64, 64, 64])
     """
-    step = coarse_step(sigma)
-    coarse_shape = [1 if n == 1 else math.ceil((n - 1) / step) + 1 for n in shape]
-    # Corner-aligned upsampling spaces coarse samples (n - 1) / (m - 1) <= step
-    # voxels apart; smooth each axis with sigma expressed in that spacing.
-    spacings = [
-        (n - 1) / (m - 1) if m > 1 else 1.0
-        for n, m in zip(shape, coarse_shape, strict=True)
-    ]
-    coarse_sigmas = [
-        sigma / s if n > 1 else 0.0 for n, s in zip(shape, spacings, strict=True)
-    ]
-    dense_sigmas = [sigma if n > 1 else 0.0 for n in shape]
-    # Noise is drawn a kernel radius beyond every edge and the margin is cropped
-    # after smoothing, so the field is stationary: no boundary effects.
-    margins = [int(TRUNCATE * s + 0.5) if s > 0 else 0 for s in coarse_sigmas]
-    padded_shape = [m + 2 * r for m, r in zip(coarse_shape, margins, strict=True)]
-    reference = torch.empty((), device=device, dtype=dtype)
-    noise = randn(reference, generator, shape=(channels, *padded_shape))
-    # U(-1, 1) has variance 1/3 and smoothing scales the variance by the sum of
-    # the squared taps on each axis: give the coarse field the dense variance.
-    dense_gain = math.prod(_squared_tap_sum(s) for s in dense_sigmas)
-    coarse_gain = math.prod(_squared_tap_sum(s) for s in coarse_sigmas)
-    noise *= math.sqrt(dense_gain / (3 * coarse_gain))
-    smooth = gaussian_filter(noise, coarse_sigmas)
-    (r0, r1, r2), (m0, m1, m2) = margins, coarse_shape
-    interior = smooth[:, r0 : r0 + m0, r1 : r1 + m1, r2 : r2 + m2]
-    return upsample_linear(interior, shape)
+    coarse = coarse_noise_field(
+        shape,
+        sigma=sigma,
+        channels=channels,
+        generator=generator,
+        device=device,
+        dtype=dtype,
+    )
+    return upsample_linear(coarse, shape)
 
 
 def _squared_tap_sum(sigma: float) -> float:

@@ -105,3 +105,47 @@ def gaussian_filter(
 def _is_number(value: object) -> bool:
     is_scalar_tensor = isinstance(value, torch.Tensor) and value.ndim == 0
     return isinstance(value, numbers.Real) or is_scalar_tensor
+
+
+def gaussian_matrix(
+    size: int,
+    sigma: float,
+    truncate: float = TRUNCATE,
+    *,
+    device: torch.device | str = 'cpu',
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """``(size, size + 2 r)`` matrix of 'valid' Gaussian filtering.
+
+    Output sample ``i`` is ``sum_k w_k x[i + r + k]`` for an input extended by the
+    kernel radius ``r`` on both sides, so no boundary rule is involved. For the
+    small grids of smooth random fields a matrix product is much faster than
+    shift-add filtering.
+
+    Example:
+        >>> gaussian_matrix(2, 1.0, truncate=1.0)
+        tensor([[0.2741, 0.4519, 0.2741, 0.0000],
+                [0.0000, 0.2741, 0.4519, 0.2741]])
+    """
+    weights = torch.tensor(gaussian_weights(sigma, truncate), dtype=torch.float64)
+    taps = len(weights)
+    matrix = torch.zeros(size, size + taps - 1, dtype=torch.float64)
+    for row in range(size):
+        matrix[row, row : row + taps] = weights
+    return matrix.to(device=device, dtype=dtype)
+
+
+def along_axes(x: torch.Tensor, matrices: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Apply one matrix per spatial axis: ``y[..., i, j, k] = A_i B_j C_k x``.
+
+    ``x`` is ``(..., d, h, w)`` and the matrices are ``(D, d)``, ``(H, h)`` and
+    ``(W, w)``; the result is ``(..., D, H, W)``. Separable linear operators
+    (interpolation, valid filtering) become three matrix products.
+    """
+    along_d, along_h, along_w = matrices
+    *leading, d, h, w = x.shape
+    depth, height, width = along_d.shape[0], along_h.shape[0], along_w.shape[0]
+    out = torch.matmul(along_d, x.reshape(-1, d, h * w)).reshape(-1, depth, h, w)
+    out = torch.matmul(along_h, out)
+    out = torch.matmul(out, along_w.T)
+    return out.reshape(*leading, depth, height, width)

@@ -8,8 +8,8 @@ import torch
 import torchio as tio
 from torchio.transforms.augmentation import RandomTransform
 
-from ..kernels.elastic import elastic_displacement
-from ..kernels.elastic import warp
+from ..kernels.elastic import elastic_grid
+from ..kernels.elastic import sample
 
 _MODES = {'linear': 'bilinear', 'nearest': 'nearest'}
 
@@ -20,7 +20,7 @@ class DenseElastic(tio.SpatialTransform):
     Intensity images are interpolated linearly, label maps by nearest neighbour
     (their value set is preserved); values beyond the border repeat the edge.
     The field is ``alpha * G_sigma * U(-1, 1)`` per axis, in voxels (see
-    :func:`~torchio_ramp.kernels.elastic_displacement`).
+    :func:`~torchio_ramp.kernels.elastic.elastic_grid`).
 
     Args:
         alpha: Scale of the displacement (voxels).
@@ -71,7 +71,7 @@ class DenseElastic(tio.SpatialTransform):
             return subject
         subject.check_consistent_spatial_shape()
         generator = torch.Generator().manual_seed(self.seed)
-        displacement = elastic_displacement(
+        grid = elastic_grid(
             images[0].spatial_shape,
             alpha=self.alpha,
             sigma=self.sigma,
@@ -80,7 +80,7 @@ class DenseElastic(tio.SpatialTransform):
         for image in images:
             is_label = isinstance(image, tio.LabelMap)
             mode = 'nearest' if is_label else _MODES[self.image_interpolation]
-            image.set_data(warp(image.data, displacement, mode=mode))
+            image.set_data(sample(image.data, grid, mode=mode))
         return subject
 
 
