@@ -133,19 +133,3 @@ def gaussian_matrix(
     for row in range(size):
         matrix[row, row : row + taps] = weights
     return matrix.to(device=device, dtype=dtype)
-
-
-def along_axes(x: torch.Tensor, matrices: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Apply one matrix per spatial axis: ``y[..., i, j, k] = A_i B_j C_k x``.
-
-    ``x`` is ``(..., d, h, w)`` and the matrices are ``(D, d)``, ``(H, h)`` and
-    ``(W, w)``; the result is ``(..., D, H, W)``. Separable linear operators
-    (interpolation, valid filtering) become three matrix products.
-    """
-    along_d, along_h, along_w = matrices
-    *leading, d, h, w = x.shape
-    depth, height, width = along_d.shape[0], along_h.shape[0], along_w.shape[0]
-    out = torch.matmul(along_d, x.reshape(-1, d, h * w)).reshape(-1, depth, h, w)
-    out = torch.matmul(along_h, out)
-    out = torch.matmul(out, along_w.T)
-    return out.reshape(*leading, depth, height, width)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from .base import batched
 from .base import randn
 from .base import uniform
+from .resample import resize_linear
 
 
 @batched
@@ -63,14 +64,18 @@ def gamma(
     """Two-step gamma ``(x ** gamma1) ** gamma2``.
 
     On ``[0, 1]`` the two steps compose exactly to one power with exponent
-    ``gamma1 * gamma2``, computed in a single pass.
+    ``gamma1 * gamma2``, computed as ``exp(gamma * log(x))`` (vectorised ``log``
+    and ``exp`` are several times faster than ``pow`` on the CPU).
 
     Example:
         >>> x = torch.tensor([0.25]).reshape(1, 1, 1, 1)
         >>> float(gamma(x, gamma1=2.0, gamma2=0.5))
         0.25
     """
-    return x.pow(gamma1 * gamma2).clamp_(0, 1)
+    exponent = gamma1 * gamma2
+    if exponent == 0:
+        return torch.ones_like(x)
+    return torch.log(x).mul_(exponent).exp_().clamp_(0, 1)
 
 
 @batched
@@ -183,7 +188,7 @@ def local_contrast(
     batch = x.unsqueeze(0)
     high = F.adaptive_max_pool3d(batch, cells)
     low = -F.adaptive_max_pool3d(-batch, cells)
-    high = F.interpolate(high, size=spatial, mode='trilinear', align_corners=False)
-    low = F.interpolate(low, size=spatial, mode='trilinear', align_corners=False)
-    stretched = batch.sub(low).div_(high.sub_(low).clamp_min_(1e-6)).clamp_(0, 1)
-    return torch.lerp(x, stretched[0], blend).clamp_(0, 1)
+    high = resize_linear(high[0], spatial, align_corners=False)
+    low = resize_linear(low[0], spatial, align_corners=False)
+    stretched = x.sub(low).div_(high.sub_(low).clamp_min_(1e-6)).clamp_(0, 1)
+    return stretched.sub_(x).mul_(blend).add_(x).clamp_(0, 1)

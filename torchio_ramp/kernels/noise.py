@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .base import batched
@@ -78,10 +80,14 @@ def salt_pepper(
     prob: float,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Set a fraction ``prob`` of voxels to 0 or 1 with equal probability.
+    """Set each voxel to 0 or 1 (equal probability) with probability ``prob``.
 
-    One uniform draw ``u`` per voxel decides both: ``u < prob / 2`` gives pepper
-    (0), ``prob / 2 <= u < prob`` gives salt (1).
+    Rather than one uniform number per voxel, ``M = -N log(1 - prob)`` voxel
+    indices are drawn uniformly with replacement (``N`` voxels), each with a
+    random 0/1 value (the last write wins). A voxel is then hit at least once
+    with probability ``1 - (1 - 1/N)^M = prob`` up to ``O(1/N)``, and its value
+    is 0 or 1 with probability 1/2; drawing ``M`` numbers instead of ``N`` makes
+    the kernel several times faster.
 
     Example:
         >>> x = torch.full((1, 20, 20, 20), 0.5)
@@ -90,8 +96,15 @@ def salt_pepper(
         >>> round(float((y != 0.5).float().mean()), 2)
         0.1
     """
-    u = rand(x, generator)
-    out = x.clone()
-    out.masked_fill_(u < prob / 2, 0.0)
-    out.masked_fill_((u >= prob / 2) & (u < prob), 1.0)
+    out = x.clone(memory_format=torch.contiguous_format)
+    flat = out.view(-1)
+    size = flat.numel()
+    if prob >= 1:
+        flat.copy_(rand(flat, generator).lt_(0.5))
+        return out
+    hits = round(-size * math.log1p(-prob))
+    device = x.device if generator is None else generator.device
+    index = torch.randint(size, (hits,), generator=generator, device=device)
+    values = torch.randint(2, (hits,), generator=generator, device=device)
+    flat.index_put_((index.to(x.device),), values.to(x.device, x.dtype))
     return out
