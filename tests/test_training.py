@@ -182,6 +182,40 @@ def test_same_seed_same_weights_with_workers_other_seed_differs(prepared, tmp_pa
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
+def _ddp_worker(rank: int, world_size: int, port: int, config: dict) -> None:
+    import os
+
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR='127.0.0.1',
+        MASTER_PORT=str(port),
+    )
+    torch.set_num_threads(1)
+    try:
+        train(TrainingConfig.from_dict(config), progress=False, log=lambda line: None)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_two_process_ddp_on_cpu_writes_one_run(prepared, tmp_path):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]
+    run = tmp_path / 'ddp'
+    config = tiny(prepared, run, strategy='ramp', epochs=2).to_dict()
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, port, config), nprocs=2)
+    document = json.loads((run / 'config.json').read_text())
+    assert document['world_size'] == 2 and document['epochs_completed'] == 2
+    with (run / 'metrics.csv').open() as stream:
+        assert [row['epoch'] for row in csv.DictReader(stream)] == ['1', '2']
+    scripted = torch.jit.load(str(run / 'best.pt'))
+    assert scripted(torch.rand(1, 1, SHAPE, SHAPE, SHAPE)).shape[1] == 6
+
+
 def test_resume_refuses_other_options_and_a_new_run_refuses_to_overwrite(
     prepared, tmp_path
 ):
