@@ -37,6 +37,7 @@ import os
 import platform
 import shlex
 import shutil
+import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -316,10 +317,11 @@ def write_results(
         ' strategies behave on this toy task; they are not evidence about clinical'
         ' robustness and are not comparable in absolute value with the paper.',
         '',
-        f'Regenerate (wall time {timing["total_seconds"] / 60:.1f} min, measured'
+        f'Regenerate (code {timing["code"]}, {timing["date"]}; wall time'
+        f' {timing["total_seconds"] / 60:.1f} min, measured'
         f' on {timing["machine"]}; {timing["jobs"]} parallel jobs x'
-        f' {timing["threads"]} torch thread(s); the machine was shared with other'
-        ' work, see the note below):',
+        f' {timing["threads"]} torch thread(s), under `nice` while other work'
+        ' shared the two cores):',
         '',
         '```',
         command,
@@ -537,6 +539,7 @@ def main(
     )
     command = _command('python examples/reproduce_phantom.py', sys.argv[1:])
     started_all = time.perf_counter()
+    version = code_version()
     out.mkdir(parents=True, exist_ok=True)
     _log('setup', f'SYNTHETIC phantom reproduction: {settings}')
 
@@ -567,6 +570,7 @@ def main(
         'machine': f'{platform.machine()}, {_cpus()} CPU cores, torch'
         f' {torch.__version__}',
         'date': datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC'),
+        'code': version,
         'jobs': jobs,
         'threads': threads,
         'data_seconds': data_seconds,
@@ -579,6 +583,29 @@ def main(
     )
     _log('done', f'{path} ({timing["total_seconds"] / 60:.1f} min)')
     print(path.read_text(encoding='utf-8'))
+
+
+def code_version() -> str:
+    """``git`` commit of the checkout, ``+dirty`` if the library has local edits."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ['git', 'rev-parse', '--short', 'HEAD'],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ['git', 'status', '--porcelain', 'torchio_ramp', 'prep'],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return 'unknown (not a git checkout)'
+    return commit + ('+dirty' if dirty else '')
 
 
 def _cpus() -> int:
