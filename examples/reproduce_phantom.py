@@ -320,8 +320,8 @@ def write_results(
         f'Regenerate (code {timing["code"]}, {timing["date"]}; wall time'
         f' {timing["total_seconds"] / 60:.1f} min, measured'
         f' on {timing["machine"]}; {timing["jobs"]} parallel jobs x'
-        f' {timing["threads"]} torch thread(s), under `nice` while other work'
-        ' shared the two cores):',
+        f' {timing["threads"]} torch thread(s) at niceness {timing["niceness"]};'
+        ' other work shared the machine):',
         '',
         '```',
         command,
@@ -571,6 +571,7 @@ def main(
         f' {torch.__version__}',
         'date': datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC'),
         'code': version,
+        'niceness': os.nice(0),
         'jobs': jobs,
         'threads': threads,
         'data_seconds': data_seconds,
