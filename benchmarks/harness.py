@@ -14,6 +14,7 @@ import os
 import platform
 import re
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -159,6 +161,25 @@ def machine_summary() -> str:
     return (
         f'{model}, {os.cpu_count()} cores; Python {platform.python_version()},'
         f' torch {torch.__version__}, TorchIO {torchio.__version__}'
+    )
+
+
+def code_version() -> str:
+    """The git commit of the checkout, noting uncommitted library changes."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*arguments: str) -> str:
+        completed = subprocess.run(
+            ['git', *arguments], cwd=root, capture_output=True, text=True, check=False
+        )
+        return completed.stdout.strip() if completed.returncode == 0 else ''
+
+    commit = git('rev-parse', '--short', 'HEAD')
+    if not commit:
+        return 'unknown (not a git checkout)'
+    dirty = git('status', '--porcelain', '--', 'torchio_ramp')
+    return f'git {commit}' + (
+        ' with uncommitted changes in torchio_ramp/' if dirty else ''
     )
 
 

