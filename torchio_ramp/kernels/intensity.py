@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -64,8 +65,10 @@ def gamma(
     """Two-step gamma ``(x ** gamma1) ** gamma2``.
 
     On ``[0, 1]`` the two steps compose exactly to one power with exponent
-    ``gamma1 * gamma2``, computed as ``exp(gamma * log(x))`` (vectorised ``log``
-    and ``exp`` are several times faster than ``pow`` on the CPU).
+    ``gamma = gamma1 * gamma2``, computed as ``exp(gamma * log(x))``: vectorised
+    ``log`` and ``exp`` are twice as fast as ``pow`` on the CPU. ``x`` is first
+    raised to a floor (at most ``exp(-80 / gamma)``) so that neither ``log(0)``
+    nor a subnormal result takes the slow path; zeros map to below ``1e-15``.
 
     Example:
         >>> x = torch.tensor([0.25]).reshape(1, 1, 1, 1)
@@ -75,7 +78,10 @@ def gamma(
     exponent = gamma1 * gamma2
     if exponent == 0:
         return torch.ones_like(x)
-    return torch.log(x).mul_(exponent).exp_().clamp_(0, 1)
+    if exponent == 1:
+        return x.clone()
+    floor = max(math.exp(-80.0 / exponent), 1e-37)
+    return torch.clamp_min(x, floor).log_().mul_(exponent).exp_().clamp_(0, 1)
 
 
 @batched
