@@ -84,10 +84,10 @@ def salt_pepper(
 
     Rather than one uniform number per voxel, ``M = -N log(1 - prob)`` voxel
     indices are drawn uniformly with replacement (``N`` voxels), each with a
-    random 0/1 value (the last write wins). A voxel is then hit at least once
-    with probability ``1 - (1 - 1/N)^M = prob`` up to ``O(1/N)``, and its value
-    is 0 or 1 with probability 1/2; drawing ``M`` numbers instead of ``N`` makes
-    the kernel several times faster.
+    random 0/1 value (a voxel hit several times keeps its last hit's value). A
+    voxel is then hit at least once with probability ``1 - (1 - 1/N)^M = prob``
+    up to ``O(1/N)``, and its value is 0 or 1 with probability 1/2; drawing
+    ``M`` numbers instead of ``N`` makes the kernel several times faster.
 
     Example:
         >>> x = torch.full((1, 20, 20, 20), 0.5)
@@ -96,7 +96,7 @@ def salt_pepper(
         >>> round(float((y != 0.5).float().mean()), 2)
         0.1
     """
-    out = x.clone(memory_format=torch.contiguous_format)
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
     flat = out.view(-1)
     size = flat.numel()
     if prob >= 1:
@@ -106,5 +106,18 @@ def salt_pepper(
     device = x.device if generator is None else generator.device
     index = torch.randint(size, (hits,), generator=generator, device=device)
     values = torch.randint(2, (hits,), generator=generator, device=device)
-    flat.index_put_((index.to(x.device),), values.to(x.device, x.dtype))
+    index, values = index.to(x.device), values.to(x.device, x.dtype)
+    # A voxel hit several times keeps its last hit's value. Writing duplicates
+    # directly is order-dependent (CUDA, threads), so first record each voxel's
+    # last hit, in the output's own memory while it is still scratch space.
+    if out.element_size() >= 4:
+        last_hit = flat.view(torch.int32)[:size]
+    else:
+        last_hit = torch.empty(size, dtype=torch.int32, device=x.device)
+    last_hit.fill_(-1)
+    order = torch.arange(hits, dtype=torch.int32, device=x.device)
+    last_hit.scatter_reduce_(0, index, order, reduce='amax')
+    winners = values.index_select(0, last_hit.index_select(0, index).long())
+    out.copy_(x)
+    flat.scatter_(0, index, winners)
     return out
