@@ -658,8 +658,23 @@ def test_elastic_deform_is_warp_by_elastic_displacement():
     # the grid is built on the coarse field (ramp and scale before upsampling):
     # the same sampling positions up to float rounding
     torch.testing.assert_close(got, expected.clamp(0, 1), rtol=0, atol=1e-5)
-    grid = kernels.elastic_grid(
+    coarse = kernels.elastic_grid(
         (12, 10, 8), alpha=300.0, sigma=4.0, generator=seeded(5)
     )
+    grid = kernels.fields.upsample_linear(coarse, (12, 10, 8))
     from_displacement = kernels.elastic.displacement_to_grid(displacement)
     torch.testing.assert_close(grid, from_displacement, rtol=0, atol=1e-6)
+
+
+def test_sample_upsamples_a_coarse_grid_slab_by_slab(monkeypatch):
+    x = image((1, 40, 12, 10), dtype=torch.float32)
+    coarse = kernels.elastic_grid(
+        (40, 12, 10), alpha=2000.0, sigma=9.0, generator=seeded(1)
+    )
+    assert coarse.shape[1] < 40  # coarse: sample must interpolate it
+    dense = kernels.fields.upsample_linear(coarse, (40, 12, 10))
+    expected = kernels.sample(x, dense)
+    # force several slabs of 7 slices (the last one shorter)
+    monkeypatch.setattr(kernels.elastic, 'SLAB_VOXELS', 7 * 12 * 10)
+    got = kernels.sample(x, coarse)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)

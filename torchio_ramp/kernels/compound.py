@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from .base import batched
-from .blur import gaussian_blur
-from .fields import bias_field
+from .fields import _multiply_by_bias
+from .filters import gaussian_filter
 from .noise import gaussian_noise
 
 
@@ -26,6 +26,7 @@ def compound(
         >>> y.shape
         torch.Size([1, 8, 8, 8])
     """
+    # Each step owns the previous step's output, so it may reuse its memory
     out = gaussian_noise(x, std=level, generator=generator)
-    out = gaussian_blur(out, sigma=5 * level)
-    return bias_field(out, strength=3 * level, generator=generator)
+    out = gaussian_filter(out, 5 * level, overwrite_input=True).clamp_(0, 1)
+    return _multiply_by_bias(out, 3 * level, generator)

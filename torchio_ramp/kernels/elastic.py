@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from .base import batched
 from .fields import coarse_noise_field
 from .fields import smooth_noise_field
-from .fields import upsample_linear
+from .resample import along_axes
+from .resample import interpolation_matrix
 
 
 def elastic_displacement(
@@ -57,22 +58,27 @@ def elastic_grid(
     device: torch.device | str = 'cpu',
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """The sampling grid of an elastic deformation, ready for :func:`sample`.
+    """The sampling grid of an elastic deformation, at coarse resolution.
 
-    ``displacement_to_grid(elastic_displacement(...))`` with the same generator,
-    up to float rounding, but faster: the identity ramp and the scaling to
+    ``upsample_linear(elastic_grid(shape, ...), shape)`` equals
+    ``displacement_to_grid(elastic_displacement(shape, ...))`` with the same
+    generator up to float rounding: the identity ramp and the scaling to
     grid_sample's ``[-1, 1]`` coordinates are applied to the coarse field,
-    before the (linear) upsampling. Returns ``(3, D, H, W)``, components in
+    before the (linear) upsampling. :func:`sample` takes this coarse grid and
+    upsamples it one slab at a time, so the full-resolution grid (three volumes)
+    is never held in memory. Returns ``(3, d, h, w)``, components in
     grid_sample's order (W, H, D).
 
     Example:
-        >>> elastic_grid((8, 8, 8), alpha=0.0, sigma=4.0)[2, :, 0, 0]
+        >>> from torchio_ramp.kernels.fields import upsample_linear
+        >>> grid = elastic_grid((8, 8, 8), alpha=0.0, sigma=4.0)
+        >>> upsample_linear(grid, (8, 8, 8))[2, :, 0, 0]
         tensor([-1.0000, -0.7143, -0.4286, -0.1429,  0.1429,  0.4286,  0.7143,  1.0000])
     """
     coarse = coarse_noise_field(
         shape, sigma=sigma, channels=3, generator=generator, device=device, dtype=dtype
     )
-    return upsample_linear(_to_grid(coarse, alpha, shape), shape)
+    return _to_grid(coarse, alpha, shape)
 
 
 def displacement_to_grid(displacement: torch.Tensor) -> torch.Tensor:
@@ -102,26 +108,56 @@ def _to_grid(field: torch.Tensor, scale: float, shape: Sequence[int]) -> torch.T
     return grid
 
 
-def sample(
-    x: torch.Tensor, grid: torch.Tensor, *, mode: str = 'bilinear'
-) -> torch.Tensor:
-    """Resample ``x`` (``(C, D, H, W)``) at a ``(3, D, H, W)`` sampling grid.
+SLAB_VOXELS = 2**21
+"""Voxels per slab when :func:`sample` upsamples a coarse grid (128^3 is one)."""
 
-    Label maps of any dtype are resampled with ``mode='nearest'`` and keep their
-    dtype and value set; samples outside the volume repeat the border voxel.
+
+def sample(
+    x: torch.Tensor,
+    grid: torch.Tensor,
+    *,
+    mode: str = 'bilinear',
+) -> torch.Tensor:
+    """Resample ``x`` (``(C, D, H, W)``) at a ``(3, d, h, w)`` sampling grid.
+
+    A grid coarser than ``x`` (as from :func:`elastic_grid`) is interpolated
+    linearly, corner-aligned, to ``x``'s shape one slab of about
+    :data:`SLAB_VOXELS` voxels at a time. Label maps of any dtype are resampled
+    with ``mode='nearest'`` and keep their dtype and value set; samples outside
+    the volume repeat the border voxel.
+
+    Example:
+        >>> x = torch.rand(1, 6, 5, 4)
+        >>> identity = elastic_grid((6, 5, 4), alpha=0.0, sigma=2.0)
+        >>> torch.allclose(sample(x, identity), x, atol=1e-5)
+        True
     """
     dtype = x.dtype if x.is_floating_point() else torch.float32
     grid = grid.to(device=x.device, dtype=dtype)
     source = x.unsqueeze(0) if x.is_floating_point() else x.unsqueeze(0).to(dtype)
-    # grid_sample reads the channel-last view through its strides, no copy
-    warped = F.grid_sample(
-        source,
-        grid.permute(1, 2, 3, 0).unsqueeze(0),
-        mode=mode,
-        padding_mode='border',
-        align_corners=True,
-    )[0]
-    return warped if x.is_floating_point() else warped.round_().to(x.dtype)
+    spatial = x.shape[-3:]
+    out = torch.empty(x.shape, device=x.device, dtype=dtype)
+    options = {'device': x.device, 'dtype': dtype}
+    along_d, along_h, along_w = (
+        interpolation_matrix(m, n, **options)
+        for m, n in zip(grid.shape[1:], spatial, strict=True)
+    )
+    rows = max(1, SLAB_VOXELS // (spatial[1] * spatial[2]))
+    for start in range(0, spatial[0], rows):
+        stop = min(start + rows, spatial[0])
+        if tuple(grid.shape[1:]) == tuple(spatial):
+            slab = grid[:, start:stop]
+        else:
+            slab = along_axes(grid, (along_d[start:stop], along_h, along_w))
+        # grid_sample reads the channel-last view through its strides, no copy
+        out[:, start:stop] = F.grid_sample(
+            source,
+            slab.permute(1, 2, 3, 0).unsqueeze(0),
+            mode=mode,
+            padding_mode='border',
+            align_corners=True,
+        )[0]
+    return out if x.is_floating_point() else out.round_().to(x.dtype)
 
 
 def warp(

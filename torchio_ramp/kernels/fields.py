@@ -88,6 +88,15 @@ def bias_field(
         >>> bool(y.min() >= 0.5 * 0.7408) and bool(y.max() <= 0.5 * 1.3499)
         True
     """
+    return _multiply_by_bias(x.clone(), strength, generator)
+
+
+def _multiply_by_bias(
+    x: torch.Tensor,
+    strength: float,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """Multiply ``x`` in place by a :func:`bias_field_map` and clip it."""
     field = bias_field_map(
         x.shape[-3:],
         strength=strength,
@@ -95,7 +104,7 @@ def bias_field(
         device=x.device,
         dtype=x.dtype,
     )
-    return x.mul(field).clamp_(0, 1)
+    return x.mul_(field).clamp_(0, 1)
 
 
 def coarse_step(sigma: float) -> int:

@@ -37,10 +37,16 @@ def gaussian_weights(sigma: float, truncate: float = TRUNCATE) -> list[float]:
     return [tap / total for tap in taps]
 
 
-def filter1d(x: torch.Tensor, weights: Sequence[float], dim: int) -> torch.Tensor:
+def filter1d(
+    x: torch.Tensor,
+    weights: Sequence[float],
+    dim: int,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Correlate ``x`` with symmetric odd-length ``weights`` along ``dim``.
 
-    Boundaries replicate the edge values. Returns a new tensor.
+    Boundaries replicate the edge values. The result goes to ``out`` (a buffer
+    shaped like ``x`` that does not overlap it) or to a new tensor.
 
     Example:
         >>> x = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0])
@@ -48,7 +54,7 @@ def filter1d(x: torch.Tensor, weights: Sequence[float], dim: int) -> torch.Tenso
         tensor([0.0000, 0.2500, 0.5000, 0.2500, 0.0000])
     """
     radius = (len(weights) - 1) // 2
-    out = x * weights[radius]
+    out = torch.mul(x, weights[radius], out=out)
     size = x.shape[dim]
     first = x.narrow(dim, 0, 1)
     last = x.narrow(dim, size - 1, 1)
@@ -72,14 +78,21 @@ def gaussian_filter(
     sigma: float | Sequence[float],
     dims: Sequence[int] = (-3, -2, -1),
     truncate: float = TRUNCATE,
+    *,
+    overwrite_input: bool = False,
 ) -> torch.Tensor:
     """Separable Gaussian smoothing of ``x`` along ``dims`` (sigma in voxels).
+
+    The passes alternate between two buffers, so smoothing needs at most two
+    volumes besides ``x``, or one when ``x`` may be overwritten.
 
     Args:
         x: Tensor of any shape.
         sigma: One standard deviation for all ``dims`` or one per dim.
         dims: Dimensions to smooth.
         truncate: Kernel radius in standard deviations.
+        overwrite_input: Allow ``x``'s memory to be reused (its content is
+            then undefined); for temporaries owned by the caller.
 
     Returns:
         A new tensor (a copy when every sigma is 0).
@@ -94,11 +107,13 @@ def gaussian_filter(
     sigmas = [float(sigma)] * len(dims) if _is_number(sigma) else list(sigma)
     if len(sigmas) != len(dims):
         raise ValueError(f'Got {len(sigmas)} sigmas for {len(dims)} dims')
-    out = x
+    out, spare = x, None
     for dim, value in zip(dims, sigmas, strict=True):
         weights = gaussian_weights(value, truncate)
         if len(weights) > 1:
-            out = filter1d(out, weights, dim)
+            result = filter1d(out, weights, dim, out=spare)
+            spare = out if (out is not x or overwrite_input) else None
+            out = result
     return out.clone() if out is x else out
 
 

@@ -196,5 +196,7 @@ def local_contrast(
     low = -F.adaptive_max_pool3d(-batch, cells)
     high = resize_linear(high[0], spatial, align_corners=False)
     low = resize_linear(low[0], spatial, align_corners=False)
-    stretched = x.sub(low).div_(high.sub_(low).clamp_min_(1e-6)).clamp_(0, 1)
+    spread = high.sub_(low).clamp_min_(1e-6)
+    stretched = low.neg_().add_(x).div_(spread).clamp_(0, 1)  # in low's memory
+    del spread, high
     return stretched.sub_(x).mul_(blend).add_(x).clamp_(0, 1)
