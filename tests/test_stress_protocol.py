@@ -219,4 +219,7 @@ def test_threshold_predictor_degrades_with_noise_severity(family):
     assert per_level[0] <= clean + 0.05
     for lower, higher in itertools.pairwise(per_level):
         assert higher <= lower + 0.05, per_level
-    assert per_level[-1] < per_level[0] - 0.1, per_level
+    # The smallest expected drop is salt-and-pepper's: a hit kidney voxel leaves
+    # the band, so Dice = 2 (1 - p) / (2 - p), 0.99 at p = 0.02 (level 0.05)
+    # and 0.89 at p = 0.2 (level 0.25): a drop of 0.10, at 5 spreads of 0.02.
+    assert per_level[-1] < per_level[0] - 0.05, per_level
