@@ -180,3 +180,17 @@ def test_ct_normalize_then_ramp_on_hounsfield_units():
     torch.manual_seed(0)
     out = tio.Compose([tr.CTNormalize(), tr.Ramp()])(subject)
     assert 0 <= float(out.ct.data.min()) <= float(out.ct.data.max()) <= 1
+
+
+def test_ct_normalize_equals_torchio_clamp_then_rescale():
+    hu = torch.randint(-1500, 3000, (1, 12, 10, 8), dtype=torch.int16)
+    subject = tio.Subject(ct=tio.ScalarImage(tensor=hu))
+    reference = tio.Compose(
+        [
+            tio.Clamp(-160, 240),
+            tio.RescaleIntensity(out_min_max=(0, 1), in_min_max=(-160, 240)),
+        ]
+    )
+    ours = tr.CTNormalize(hu_range=(-160, 240))(subject)
+    torch.testing.assert_close(ours.ct.data, reference(subject).ct.data)
+    assert [t.name for t in ours.history] == ['CTNormalize']
