@@ -678,3 +678,13 @@ def test_sample_upsamples_a_coarse_grid_slab_by_slab(monkeypatch):
     monkeypatch.setattr(kernels.elastic, 'SLAB_VOXELS', 7 * 12 * 10)
     got = kernels.sample(x, coarse)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize('shape', [(2, 16, 16, 16), (1, 13, 7, 5), (1, 3, 2, 1)])
+def test_patch_extremes_equal_adaptive_pooling(shape):
+    x = image(shape, dtype=torch.float32)
+    cells = tuple(min(4, n) for n in shape[1:])
+    low, high = kernels.intensity.patch_extremes(x, cells)
+    batch = x.unsqueeze(0)
+    assert torch.equal(high, torch.nn.functional.adaptive_max_pool3d(batch, cells)[0])
+    assert torch.equal(low, -torch.nn.functional.adaptive_max_pool3d(-batch, cells)[0])

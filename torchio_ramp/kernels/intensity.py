@@ -6,7 +6,6 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from .base import batched
 from .base import randn
@@ -168,6 +167,37 @@ def histogram_warp(
     return polynomial_warp(x, coefficients)
 
 
+def patch_extremes(
+    x: torch.Tensor,
+    cells: tuple[int, int, int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimum and maximum of each patch of a ``cells`` grid, per channel.
+
+    Patches are the bins of ``F.adaptive_max_pool3d`` (bin ``i`` of ``n`` voxels
+    into ``g`` cells spans ``floor(i n / g)`` to ``ceil((i + 1) n / g)``),
+    reduced in place through views, without copying the patches.
+
+    Example:
+        >>> x = torch.arange(8.0).reshape(1, 2, 2, 2)
+        >>> low, high = patch_extremes(x, (2, 1, 1))
+        >>> low.flatten().tolist(), high.flatten().tolist()
+        ([0.0, 4.0], [3.0, 7.0])
+    """
+    bins = [
+        [((i * n) // g, -((-(i + 1) * n) // g)) for i in range(g)]
+        for g, n in zip(cells, x.shape[-3:], strict=True)
+    ]
+    low = torch.empty(x.shape[0], *cells, device=x.device, dtype=x.dtype)
+    high = torch.empty_like(low)
+    for i, (i0, i1) in enumerate(bins[0]):
+        for j, (j0, j1) in enumerate(bins[1]):
+            for k, (k0, k1) in enumerate(bins[2]):
+                patch = x[:, i0:i1, j0:j1, k0:k1]
+                torch.amin(patch, dim=(1, 2, 3), out=low[:, i, j, k])
+                torch.amax(patch, dim=(1, 2, 3), out=high[:, i, j, k])
+    return low, high
+
+
 @batched
 def local_contrast(
     x: torch.Tensor,
@@ -191,11 +221,9 @@ def local_contrast(
     """
     spatial = x.shape[-3:]
     cells = tuple(min(g, n) for g, n in zip(grid, spatial, strict=True))
-    batch = x.unsqueeze(0)
-    high = F.adaptive_max_pool3d(batch, cells)
-    low = -F.adaptive_max_pool3d(-batch, cells)
-    high = resize_linear(high[0], spatial, align_corners=False)
-    low = resize_linear(low[0], spatial, align_corners=False)
+    low, high = patch_extremes(x, cells)
+    high = resize_linear(high, spatial, align_corners=False)
+    low = resize_linear(low, spatial, align_corners=False)
     spread = high.sub_(low).clamp_min_(1e-6)
     stretched = low.neg_().add_(x).div_(spread).clamp_(0, 1)  # in low's memory
     del spread, high
