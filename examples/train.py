@@ -123,7 +123,8 @@ def _count(ctx, param, value: str | None) -> int | tuple[int, int] | None:
     default='ramp',
     show_default=True,
     help='Augmentation after CTNormalize: '
-    + '; '.join(f'{name}: {text}' for name, (text, _) in STRATEGIES.items()),
+    + '; '.join(f'{name}: {text.rstrip(".")}' for name, (text, _) in STRATEGIES.items())
+    + '.',
 )
 @click.option(
     '--exclude-families',
