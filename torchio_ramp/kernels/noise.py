@@ -114,7 +114,7 @@ def salt_pepper(
         last_hit = flat.view(torch.int32)[:size]
     else:
         last_hit = torch.empty(size, dtype=torch.int32, device=x.device)
-    last_hit.fill_(-1)
+    last_hit.index_fill_(0, index, -1)  # only hit voxels are read back
     order = torch.arange(hits, dtype=torch.int32, device=x.device)
     last_hit.scatter_reduce_(0, index, order, reduce='amax')
     winners = values.index_select(0, last_hit.index_select(0, index).long())
