@@ -59,6 +59,7 @@ CONFIG_OPTIONS = (
     'val_overlap',
     'device',
     'amp',
+    'init_weights',
 )
 """Command-line options that are :class:`TrainingConfig` fields of the same name."""
 
@@ -216,6 +217,12 @@ def _count(ctx, param, value: str | None) -> int | tuple[int, int] | None:
     help='auto (cuda:$LOCAL_RANK if available, else cpu), cpu, cuda, cuda:1...',
 )
 @click.option('--amp', is_flag=True, help='bfloat16 autocast on CUDA.')
+@click.option(
+    '--init-weights',
+    type=click.Path(exists=True, path_type=str),
+    help='Start from these weights (a state_dict file or a run folder), e.g. to'
+    ' fine-tune a trained model with RAMP.',
+)
 @click.option(
     '--resume',
     is_flag=True,

@@ -319,3 +319,31 @@ def test_train_script_runs_resumes_and_reports_bad_options(prepared, tmp_path):
     assert 'only apply to strategies with a corruption stage' in result.output
     result = runner.invoke(script.main, ['--out', str(tmp_path / 'y')])
     assert result.exit_code == 1 and '--data is required' in result.output
+
+
+def test_initial_weights_come_from_a_state_dict_or_a_run_folder(tmp_path):
+    from torchio_ramp.models import UNET_PRESETS
+    from torchio_ramp.models import UNet3d
+    from torchio_ramp.training import RunFolder
+    from torchio_ramp.training import load_initial_weights
+
+    torch.manual_seed(1)
+    trained = UNet3d(num_classes=6, channels=UNET_PRESETS['tiny'])
+    run = tmp_path / 'run'
+    run.mkdir()
+    torch.save(trained.state_dict(), run / RunFolder.STATE_DICT)
+    for source in (run, run / RunFolder.STATE_DICT):
+        torch.manual_seed(2)
+        fresh = UNet3d(num_classes=6, channels=UNET_PRESETS['tiny'])
+        load_initial_weights(fresh, source)
+        for name, value in fresh.state_dict().items():
+            assert torch.equal(value, trained.state_dict()[name]), name
+    wider = UNet3d(num_classes=6, channels=UNET_PRESETS['small'])
+    with pytest.raises(
+        ValueError, match=r'init_weights: .*best_state_dict.pt does not fit'
+    ):
+        load_initial_weights(wider, run)
+    with pytest.raises(
+        FileNotFoundError, match=r'init_weights: .*missing.pt not found'
+    ):
+        load_initial_weights(wider, tmp_path / 'missing.pt')

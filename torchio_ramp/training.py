@@ -630,6 +630,27 @@ def evaluate(
 # Configuration ------------------------------------------------------------------
 
 
+def load_initial_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Load a ``state_dict`` file, or a run folder's best weights, into ``model``.
+
+    Raises:
+        FileNotFoundError: If neither the file nor the run folder's
+            ``best_state_dict.pt`` exists.
+        ValueError: If the weights do not fit ``model`` (names the file).
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / RunFolder.STATE_DICT
+    if not path.is_file():
+        raise FileNotFoundError(f'init_weights: {path} not found')
+    state = torch.load(path, map_location='cpu', weights_only=True)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        message = f'init_weights: {path} does not fit the {type(model).__name__}'
+        raise ValueError(f'{message}: {error}') from error
+
+
 @dataclass
 class TrainingConfig:
     """Everything that defines a training run (saved as ``config.json``).
@@ -662,6 +683,10 @@ class TrainingConfig:
         val_batch_size: Patches per forward pass in validation.
         device: ``'auto'``, ``'cpu'``, ``'cuda'``, ``'cuda:1'``...
         amp: bfloat16 autocast on CUDA (ignored on the CPU).
+        init_weights: Start from these weights instead of a random
+            initialisation: a ``state_dict`` file or a run folder (its
+            ``best_state_dict.pt``), e.g. to fine-tune a trained model with
+            RAMP. The architecture (``model``) must match.
     """
 
     data: str
@@ -687,6 +712,7 @@ class TrainingConfig:
     val_batch_size: int = 2
     device: str = 'auto'
     amp: bool = False
+    init_weights: str | None = None
 
     EXECUTION_FIELDS = ('out', 'workers', 'device', 'val_batch_size')
     """Fields that may differ when a run is resumed."""
@@ -694,6 +720,8 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         self.data = str(self.data)
         self.out = str(self.out)
+        if self.init_weights is not None:
+            self.init_weights = str(self.init_weights)
         self.hu_range = (float(self.hu_range[0]), float(self.hu_range[1]))
         if not self.hu_range[0] < self.hu_range[1]:
             raise ValueError(f'hu_range must satisfy low < high, not {self.hu_range}')
@@ -1222,6 +1250,8 @@ def train(
     seed_all(config.seed)
     model = UNet3d(num_classes=NUM_CLASSES, channels=UNET_PRESETS[config.model])
     check_patch_size(config.patch_size, model)
+    if config.init_weights is not None and not resume:
+        load_initial_weights(model, config.init_weights)
     model.to(device)
     optimizer = make_optimizer(
         config.optimizer, model.parameters(), config.lr, config.weight_decay
