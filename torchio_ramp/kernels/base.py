@@ -115,8 +115,17 @@ def _select(value: Any, index: int, batch_size: int, key: str, name: str) -> Any
     return item.item() if isinstance(item, torch.Tensor) else item
 
 
-def _draw_device(generator: torch.Generator | None, x: torch.Tensor) -> torch.device:
-    return x.device if generator is None else generator.device
+def _draw(
+    sampler: Callable[..., torch.Tensor],
+    x: torch.Tensor,
+    generator: torch.Generator | None,
+    shape: Sequence[int] | None,
+) -> torch.Tensor:
+    """Draw on the generator's device (CPU/CUDA agreement), deliver on x's."""
+    size = tuple(x.shape if shape is None else shape)
+    device = x.device if generator is None else generator.device
+    values = sampler(size, generator=generator, device=device, dtype=x.dtype)
+    return values.to(x.device)
 
 
 def randn(
@@ -125,10 +134,7 @@ def randn(
     shape: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Standard normal numbers shaped like ``x`` (or ``shape``) on ``x.device``."""
-    size = tuple(x.shape if shape is None else shape)
-    device = _draw_device(generator, x)
-    values = torch.randn(size, generator=generator, device=device, dtype=x.dtype)
-    return values.to(x.device)
+    return _draw(torch.randn, x, generator, shape)
 
 
 def rand(
@@ -137,10 +143,7 @@ def rand(
     shape: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Uniform ``[0, 1)`` numbers shaped like ``x`` (or ``shape``) on ``x.device``."""
-    size = tuple(x.shape if shape is None else shape)
-    device = _draw_device(generator, x)
-    values = torch.rand(size, generator=generator, device=device, dtype=x.dtype)
-    return values.to(x.device)
+    return _draw(torch.rand, x, generator, shape)
 
 
 def uniform(generator: torch.Generator | None, low: float, high: float) -> float:
