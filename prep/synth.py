@@ -108,6 +108,9 @@ def write_synthetic(
         raise PrepError(f'--layout must be one of {LAYOUTS}, got {layout!r}')
     if subjects < 1:
         raise PrepError(f'--subjects must be at least 1, got {subjects}')
+    if len(shape) != 3 or min(shape) < 8:
+        message = f'--shape must be three sizes of at least 8 voxels, got {shape}'
+        raise PrepError(message)
     if out.exists() and not out.is_dir():
         raise PrepError(f'OUT {out} exists and is not a folder')
     if out.is_dir() and any(out.iterdir()):

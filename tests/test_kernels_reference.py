@@ -688,3 +688,15 @@ def test_patch_extremes_equal_adaptive_pooling(shape):
     batch = x.unsqueeze(0)
     assert torch.equal(high, torch.nn.functional.adaptive_max_pool3d(batch, cells)[0])
     assert torch.equal(low, -torch.nn.functional.adaptive_max_pool3d(-batch, cells)[0])
+
+
+def test_integer_label_maps_are_sampled_by_nearest_neighbour_by_default():
+    label = torch.zeros(1, 1, 1, 8, dtype=torch.uint8)
+    label[..., 4:] = 5
+    displacement = torch.zeros(3, 1, 1, 8)
+    displacement[2] = 0.5
+    warped = kernels.warp(label, displacement)
+    assert warped.dtype == torch.uint8
+    assert set(warped.unique().tolist()) <= {0, 5}
+    with pytest.raises(ValueError, match='mode="nearest"'):
+        kernels.warp(label, displacement, mode='bilinear')

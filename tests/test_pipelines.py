@@ -194,3 +194,20 @@ def test_ct_normalize_equals_torchio_clamp_then_rescale():
     ours = tr.CTNormalize(hu_range=(-160, 240))(subject)
     torch.testing.assert_close(ours.ct.data, reference(subject).ct.data)
     assert [t.name for t in ours.history] == ['CTNormalize']
+
+
+@pytest.mark.parametrize(
+    'build',
+    [
+        lambda **kw: tr.RampCorrupt(p=1, num_corruptions=3, **kw),
+        lambda **kw: tr.Ramp(p_corrupt=1.0, **kw),
+        lambda **kw: tr.RandomGaussianNoise(**kw),
+    ],
+)
+def test_keep_stores_the_original_once(build, subject):
+    transform = build(keep={'ct': 'ct_original'})
+    torch.manual_seed(0)
+    out = transform(subject)
+    assert torch.equal(out.ct_original.data, subject.ct.data)
+    assert not torch.equal(out.ct.data, subject.ct.data)
+    assert [name for name in out if name.startswith('ct')] == ['ct', 'ct_original']

@@ -192,3 +192,40 @@ def test_paired_test_identical_models_p_is_one():
     values = [0.5, 0.6, 0.7]
     result = paired_test(values, values)
     assert result.p_value == 1.0 and result.mean_difference == 0.0
+
+
+def test_compare_refuses_results_of_different_protocol_seeds():
+    from torchio_ramp.stress.compare import compare
+    from torchio_ramp.stress.protocol import Setting
+    from torchio_ramp.stress.results import StressResults
+
+    settings = [Setting.clean(), Setting('blur', 0.1), Setting('stripe', 0.2)]
+
+    def run(model, seed):
+        rows = [
+            dict(
+                subject_id='a',
+                family=s.family,
+                level=s.level,
+                class_id=1,
+                dice=0.9,
+                gt_ml=10.0,
+                pred_ml=9.0,
+            )
+            for s in settings
+        ]
+        return StressResults.from_rows(
+            rows,
+            settings,
+            classes=[1],
+            annotated=[1],
+            model=model,
+            dataset='d',
+            synthetic=False,
+            class_names={1: 'liver'},
+            header={'arguments': {'seed': seed, 'hu_range': [-200, 300]}},
+        )
+
+    compare([run('a', 0), run('b', 0)])
+    with pytest.raises(ValueError, match=r'a and b .* different seed \(0 vs 1\)'):
+        compare([run('a', 0), run('b', 1)])

@@ -38,7 +38,7 @@ class SlidingWindowPredictor:
         overlap: Overlap between patches in voxels (one int or three, even).
         batch_size: Patches per forward pass.
         device: Device for the forward pass (default: the model's).
-        amp: Use automatic mixed precision on CUDA.
+        amp: Use bfloat16 automatic mixed precision on CUDA (as training does).
 
     Example:
         >>> import torch
@@ -91,7 +91,10 @@ class SlidingWindowPredictor:
         was_training = self.model.training
         self.model.eval()
         use_amp = self.amp and self.device.type == 'cuda'
-        autocast = torch.autocast('cuda') if use_amp else nullcontext()
+        # bfloat16, as in training: float16 can overflow activations to inf
+        autocast = (
+            torch.autocast('cuda', dtype=torch.bfloat16) if use_amp else nullcontext()
+        )
         try:
             for batch in loader:
                 patches = batch['image'][tio.DATA].to(self.device)

@@ -201,14 +201,20 @@ class Operator:
     ) -> torch.Tensor:
         """Apply the kernel with validated ``arguments`` (options default).
 
+        Only the registry's parameters and options are accepted; structural
+        keywords of a kernel (e.g. ``axis``) are for direct kernel calls.
+
         Example:
             >>> import torch
             >>> from torchio_ramp.families import FAMILIES
             >>> x = torch.full((1, 4, 4, 4), 0.5)
-            >>> FAMILIES['intensity_shift'](x, shift=0.1, sign=1).max().item()
-            0.6000000238418579
-        """
-        return self.kernel(x, generator=generator, **arguments)
+            >>> y = FAMILIES['contrast_reduction'](x, blend=0.5)
+            >>> FAMILIES['blur'](x, sigma=-1.0)
+            Traceback (most recent call last):
+            ...
+            ValueError: Operator "blur": parameter "sigma" must be in [0.0, None], not -1.0
+        """  # noqa: E501
+        return self.kernel(x, generator=generator, **self.check_arguments(arguments))
 
 
 # Validators for options ---------------------------------------------------------

@@ -26,6 +26,7 @@ from .transforms.laterality import RandomLateralityFlip
 from .transforms.operation import Corruption
 from .transforms.operation import RandomCorruption
 from .transforms.operation import RandomCTIntensity
+from .transforms.operation import delegated_arguments
 
 Range = tuple[float, float]
 
@@ -34,7 +35,7 @@ class _Pipeline(RandomTransform):
     """Run child transforms in order on one copy of the subject."""
 
     def _child_arguments(self) -> dict[str, Any]:
-        return {**self._get_base_args(), 'copy': False}
+        return delegated_arguments(self)
 
     def _run(self, subject: tio.Subject, transforms: Iterable[tio.Transform]):
         for transform in transforms:

@@ -821,7 +821,8 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def _json_number(value: float) -> float | None:
-    return None if value is None or math.isnan(value) else float(value)
+    # JSON has no NaN or Infinity (best_val_dice is -inf before any epoch)
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
 class RunFolder:

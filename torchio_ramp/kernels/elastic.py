@@ -116,15 +116,16 @@ def sample(
     x: torch.Tensor,
     grid: torch.Tensor,
     *,
-    mode: str = 'bilinear',
+    mode: str | None = None,
 ) -> torch.Tensor:
     """Resample ``x`` (``(C, D, H, W)``) at a ``(3, d, h, w)`` sampling grid.
 
     A grid coarser than ``x`` (as from :func:`elastic_grid`) is interpolated
     linearly, corner-aligned, to ``x``'s shape one slab of about
-    :data:`SLAB_VOXELS` voxels at a time. Label maps of any dtype are resampled
-    with ``mode='nearest'`` and keep their dtype and value set; samples outside
-    the volume repeat the border voxel.
+    :data:`SLAB_VOXELS` voxels at a time. ``mode`` is ``'bilinear'``
+    (trilinear) or ``'nearest'``; by default, floating images are interpolated
+    and integer images (label maps) take the nearest voxel, keeping their dtype
+    and value set. Samples outside the volume repeat the border voxel.
 
     Example:
         >>> x = torch.rand(1, 6, 5, 4)
@@ -132,6 +133,7 @@ def sample(
         >>> torch.allclose(sample(x, identity), x, atol=1e-5)
         True
     """
+    mode = _check_mode(x, mode)
     dtype = x.dtype if x.is_floating_point() else torch.float32
     grid = grid.to(device=x.device, dtype=dtype)
     source = x.unsqueeze(0) if x.is_floating_point() else x.unsqueeze(0).to(dtype)
@@ -160,19 +162,34 @@ def sample(
     return out if x.is_floating_point() else out.round_().to(x.dtype)
 
 
+def _check_mode(x: torch.Tensor, mode: str | None) -> str:
+    if mode is None:
+        return 'bilinear' if x.is_floating_point() else 'nearest'
+    if mode not in ('bilinear', 'nearest'):
+        raise ValueError(f"mode must be 'bilinear' or 'nearest', not {mode!r}")
+    if mode == 'bilinear' and not x.is_floating_point():
+        message = (
+            f'mode="bilinear" would blend the values of a {x.dtype} label map into'
+            ' other labels; use mode="nearest"'
+        )
+        raise ValueError(message)
+    return mode
+
+
 def warp(
     x: torch.Tensor,
     displacement: torch.Tensor,
     *,
-    mode: str = 'bilinear',
+    mode: str | None = None,
 ) -> torch.Tensor:
     """Resample ``x`` (``(C, D, H, W)``) at ``identity + displacement``.
 
     Args:
-        x: Image to warp; label maps of any dtype are warped with
-            ``mode='nearest'`` and keep their dtype and value set.
+        x: Image to warp.
         displacement: ``(3, D, H, W)`` displacement in voxels along each axis.
-        mode: ``'bilinear'`` (trilinear for volumes) or ``'nearest'``.
+        mode: ``'bilinear'`` (trilinear for volumes) or ``'nearest'``; by
+            default bilinear for floating images and nearest for integer ones
+            (label maps keep their dtype and value set).
 
     Samples outside the volume take the value of the nearest border voxel.
 

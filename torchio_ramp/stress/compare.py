@@ -108,6 +108,26 @@ class Comparison:
         raise KeyError(f'no model {name!r} on {self.dataset!r}; models: {self.names}')
 
 
+PROTOCOL_ARGUMENTS = ('seed', 'hu_range')
+"""Run arguments that decide the corrupted volumes: models compared on the same
+settings must share them, or the paired tests compare different images."""
+
+
+def _check_same_volumes(results: Sequence[StressResults]) -> None:
+    reference = results[0]
+    expected = reference.header.get('arguments', {})
+    for result in results[1:]:
+        arguments = result.header.get('arguments', {})
+        for key in PROTOCOL_ARGUMENTS:
+            if key in expected and key in arguments and expected[key] != arguments[key]:
+                message = (
+                    f'{reference.model} and {result.model} were stress-tested with'
+                    f' different {key} ({expected[key]!r} vs {arguments[key]!r}), so'
+                    ' their corrupted volumes differ; rerun one of them'
+                )
+                raise ValueError(message)
+
+
 def compare(
     results: Sequence[StressResults],
     *,
@@ -122,8 +142,9 @@ def compare(
         seed: Seed of the bootstrap and the paired tests.
 
     Raises:
-        ValueError: If the results are of several datasets, share no
-            subject, or share no corrupted setting.
+        ValueError: If the results are of several datasets, were made with a
+            different protocol seed or HU window, share no subject, or share no
+            corrupted setting.
 
     Example:
         >>> runs = [load_results(p) for p in ('results/base', 'results/ramp')]  # doctest: +SKIP
@@ -137,6 +158,7 @@ def compare(
         raise ValueError(f'compare one dataset at a time, not {sorted(datasets)}')
     dataset = results[0].dataset
     group_by_dataset(results)  # checks names
+    _check_same_volumes(results)
     subjects = set(results[0].subjects)
     settings = list(results[0].settings)
     for result in results[1:]:

@@ -122,6 +122,8 @@ def _as_labels(values: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
     if tensor.is_floating_point() or tensor.is_complex():
         message = f'{name} must hold integer labels, not {tensor.dtype}'
         raise TypeError(message)
+    if tensor.dtype in (torch.uint16, torch.uint32, torch.uint64):
+        tensor = tensor.to(torch.int64)  # few torch operators support them
     return tensor
 
 

@@ -437,7 +437,7 @@ def make_predictor(
     *,
     overlap: int | Sequence[int] | None = None,
     batch_size: int = 2,
-    device: str | torch.device = 'cpu',
+    device: str | torch.device | None = None,
     amp: bool = False,
 ) -> SlidingWindowPredictor:
     """Sliding-window predictor over ``module`` (see
@@ -448,8 +448,8 @@ def make_predictor(
         patch_size: Patch size in voxels (three ints).
         overlap: Overlap in voxels (default: :func:`default_overlap`).
         batch_size: Patches per forward pass.
-        device: Device of the forward pass.
-        amp: Automatic mixed precision (CUDA only).
+        device: Device of the forward pass (default: the module's).
+        amp: bfloat16 automatic mixed precision (CUDA only).
 
     Example:
         >>> predict = make_predictor(torch.nn.Conv3d(1, 6, 1), (8, 8, 8))

@@ -10,6 +10,7 @@ from torchio.transforms.augmentation import RandomTransform
 
 from ..kernels.elastic import elastic_grid
 from ..kernels.elastic import sample
+from .operation import delegated_arguments
 
 _MODES = {'linear': 'bilinear', 'nearest': 'nearest'}
 
@@ -116,7 +117,7 @@ class RandomDenseElastic(RandomTransform, tio.SpatialTransform):
         DenseElastic(1.0, 1.0, image_interpolation=image_interpolation)  # validate
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
-        arguments = {**self._get_base_args(), 'copy': False}
+        arguments = delegated_arguments(self)
         transform = DenseElastic(
             alpha=self.sample_uniform(*self.alpha_range),
             sigma=self.sample_uniform(*self.sigma_range),

@@ -16,6 +16,8 @@ import torch
 import torchio as tio
 from torchio.transforms.augmentation.spatial.random_flip import _ensure_axes_indices
 
+from .operation import delegated_arguments
+
 
 def _check_pairs(label_pairs: Mapping[int, int] | None) -> dict[int, int]:
     if label_pairs is None:
@@ -135,6 +137,6 @@ class RandomLateralityFlip(tio.RandomFlip):
         axes = [i for i in range(3) if hot[i] and i in potential]
         if not axes:
             return subject
-        arguments = {**self._get_base_args(), 'copy': False}
+        arguments = delegated_arguments(self)
         flip = LateralityFlip(axes=axes, label_pairs=self.label_pairs, **arguments)
         return flip(subject)

@@ -65,8 +65,5 @@ def normalize_window(data: torch.Tensor, low: float, high: float) -> torch.Tenso
         >>> normalize_window(torch.tensor([-300, 50, 500]), -200.0, 300.0)
         tensor([0.0000, 0.5000, 1.0000])
     """
-    if data.dtype in (torch.float32, torch.float64):
-        out = data.to(torch.float32, copy=True)
-    else:
-        out = data.to(torch.float32)
+    out = data.to(torch.float32, copy=True)
     return out.sub_(low).div_(high - low).clamp_(0, 1)

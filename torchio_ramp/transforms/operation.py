@@ -64,6 +64,15 @@ def require_normalized(
     raise ValueError(f'{transform_name}: image "{image_name}" {problem}. {hint}')
 
 
+def delegated_arguments(transform: tio.Transform) -> dict[str, Any]:
+    """Base arguments for the child a transform delegates to.
+
+    The child runs on the parent's already copied subject, so it neither copies
+    it again nor keeps originals (``keep`` is the parent's job).
+    """
+    return {**transform._get_base_args(), 'copy': False, 'keep': None}
+
+
 def _is_per_image(values: Any) -> bool:
     return (
         isinstance(values, Mapping)
@@ -328,7 +337,7 @@ class RandomOperatorTransform(RandomTransform, tio.IntensityTransform):
         if not image_names:
             return subject
         parameters, seeds = self.sample(image_names)
-        arguments = {**self._get_base_args(), 'copy': False}
+        arguments = delegated_arguments(self)
         transform = self.deterministic(
             self.operator.name,
             parameters=parameters,
