@@ -680,6 +680,23 @@ def test_sample_upsamples_a_coarse_grid_slab_by_slab(monkeypatch):
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize('low, high', [(0.0, 1.0), (-1000.0, 3000.0)])
+def test_linear_samples_never_leave_the_input_range(low, high):
+    # saturated voxels (exactly 0 or 1) interpolated with weights that sum to
+    # 1 + eps used to come out as 1.0000001: outside the documented [0, 1]
+    x = image((1, 40, 40, 24), dtype=torch.float32)
+    x[x > 0.5] = 1.0
+    x[x < 0.2] = 0.0
+    x = low + (high - low) * x
+    for seed in range(5):
+        grid = kernels.elastic_grid(
+            (40, 40, 24), alpha=80.0, sigma=10.0, generator=seeded(seed)
+        )
+        out = kernels.sample(x, grid)
+        assert float(out.min()) >= low
+        assert float(out.max()) <= high
+
+
 @pytest.mark.parametrize('shape', [(2, 16, 16, 16), (1, 13, 7, 5), (1, 3, 2, 1)])
 def test_patch_extremes_equal_adaptive_pooling(shape):
     x = image(shape, dtype=torch.float32)

@@ -126,6 +126,9 @@ def sample(
     (trilinear) or ``'nearest'``; by default, floating images are interpolated
     and integer images (label maps) take the nearest voxel, keeping their dtype
     and value set. Samples outside the volume repeat the border voxel.
+    Interpolated samples are convex combinations of input voxels, so they are
+    bounded to the input's range (which float rounding can otherwise exceed by
+    an ulp, e.g. ``1.0000001`` from an image in ``[0, 1]``).
 
     Example:
         >>> x = torch.rand(1, 6, 5, 4)
@@ -145,6 +148,7 @@ def sample(
         for m, n in zip(grid.shape[1:], spatial, strict=True)
     )
     rows = max(1, SLAB_VOXELS // (spatial[1] * spatial[2]))
+    bounds = torch.aminmax(x) if mode == 'bilinear' else None
     for start in range(0, spatial[0], rows):
         stop = min(start + rows, spatial[0])
         if tuple(grid.shape[1:]) == tuple(spatial):
@@ -159,6 +163,8 @@ def sample(
             padding_mode='border',
             align_corners=True,
         )[0]
+    if bounds is not None:
+        out.clamp_(bounds.min, bounds.max)
     return out if x.is_floating_point() else out.round_().to(x.dtype)
 
 
@@ -238,5 +244,4 @@ def elastic_deform(
         device=x.device,
         dtype=x.dtype,
     )
-    warped = sample(x, grid, mode=mode)
-    return warped if mode == 'nearest' else warped.clamp_(0, 1)
+    return sample(x, grid, mode=mode)
