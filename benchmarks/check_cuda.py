@@ -44,9 +44,9 @@ from cases import optional_class
 TOLERANCE = 1e-4
 """Largest CPU-vs-CUDA difference accepted (intensities are in [0, 1]).
 
-Interpolation and filtering round differently on the two devices;
-``salt_pepper`` compares random numbers with a threshold, so a voxel within one
-rounding error of it could flip: such a flip is reported, not hidden."""
+Interpolation and filtering round differently on the two devices; the random
+numbers are the same (drawn on the generator's device). A difference above the
+tolerance is reported, not hidden."""
 
 TARGET_MS = 5.0
 

@@ -147,10 +147,12 @@ def speckle_noise(x: Tensor, *, std: float, generator=None) -> Tensor:
 def salt_pepper(x: Tensor, *, prob: float, generator=None) -> Tensor:
     """Set ``M = round(-N log(1 - prob))`` random voxels to 0 or 1 (of ``N``).
 
-    The voxels are drawn uniformly with replacement, each with a fair 0/1
-    value, the last write winning: a voxel is hit with probability ``prob`` up
-    to ``O(1 / N)``. (Until commit acef248 the kernel drew one uniform number
-    per voxel instead: ``u < prob / 2`` gave 0, ``u < prob`` gave 1.)
+    The voxels are drawn uniformly with replacement: a voxel is hit with
+    probability ``prob`` up to ``O(1 / N)``. Its value is bit 32 of SplitMix64
+    (multiplicative variant) of ``index + key`` for one random key per call,
+    so repeated hits of a voxel write the same value. (Until commit acef248
+    the kernel drew one uniform number per voxel; until the commit after
+    50583a4 it drew a random value per hit and kept each voxel's last hit.)
     """
     out = x.clone()
     flat = out.view(-1)
@@ -161,8 +163,12 @@ def salt_pepper(x: Tensor, *, prob: float, generator=None) -> Tensor:
     hits = round(-size * math.log1p(-prob))
     device = _device(generator)
     index = torch.randint(size, (hits,), generator=generator, device=device)
-    values = torch.randint(2, (hits,), generator=generator, device=device)
-    flat[index.to(x.device)] = values.to(x.device, x.dtype)
+    key = torch.randint(2**62, (1,), generator=generator, device=device)
+    z = (index + key) * -7046029254386353131  # 0x9E3779B97F4A7C15
+    z = (z ^ ((z >> 30) & (2**34 - 1))) * -4658895280553007687
+    z = (z ^ ((z >> 27) & (2**37 - 1))) * -7723592293110705685
+    z = z ^ ((z >> 31) & (2**33 - 1))
+    flat[index.to(x.device)] = ((z >> 32) & 1).to(x.device, x.dtype)
     return out
 
 

@@ -153,6 +153,42 @@ def test_salt_pepper_fraction_balance_and_untouched_voxels(prob):
     assert torch.equal(y[~changed], x[~changed])
 
 
+def test_salt_pepper_values_are_independent_of_neighbours_and_of_calls():
+    # a hit voxel's 0/1 is a hash of its index and a per-call key: it must
+    # look like a fair coin for neighbouring voxels and across calls
+    x = torch.full(SHAPE, 0.5)
+    first = kernels.salt_pepper(x, prob=0.425, generator=seeded(3))[0]
+    second = kernels.salt_pepper(x, prob=0.425, generator=seeded(4))[0]
+    for axis in range(3):
+        a, b = (
+            first.narrow(axis, 0, first.shape[axis] - 1),
+            first.narrow(axis, 1, first.shape[axis] - 1),
+        )
+        both = (a != 0.5) & (b != 0.5)
+        same = float((a[both] == b[both]).float().mean())
+        count = int(both.sum())
+        assert_close_in_se(same, 0.5, math.sqrt(0.25 / count), f'axis {axis}')
+    both = (first != 0.5) & (second != 0.5)
+    same = float((first[both] == second[both]).float().mean())
+    count = int(both.sum())
+    assert_close_in_se(same, 0.5, math.sqrt(0.25 / count), 'two calls')
+
+
+def test_salt_pepper_hash_equals_unsigned_64_bit_arithmetic():
+    def splitmix(z):  # SplitMix64 mixing of z * golden, on Python integers
+        mask = (1 << 64) - 1
+        z = (z * 0x9E3779B97F4A7C15) & mask
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        return z ^ (z >> 31)
+
+    key = 4_611_686_018_427_387_000  # near the largest key drawn (2**62)
+    index = torch.tensor([0, 1, 2, 12345, 2**31 - 1, 2**40])
+    got = kernels.noise.index_hash(index, torch.tensor([key]))
+    expected = [splitmix(i + key) for i in index.tolist()]
+    assert [value & ((1 << 64) - 1) for value in got.tolist()] == expected
+
+
 @pytest.mark.parametrize(('prob', 'expected'), [(0.0, 0.0), (1.0, 1.0)])
 def test_salt_pepper_extreme_probabilities(prob, expected):
     x = 0.1 + 0.8 * torch.rand(2, 8, 8, 8, generator=seeded(0))

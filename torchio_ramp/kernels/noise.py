@@ -83,11 +83,14 @@ def salt_pepper(
     """Set each voxel to 0 or 1 (equal probability) with probability ``prob``.
 
     Rather than one uniform number per voxel, ``M = -N log(1 - prob)`` voxel
-    indices are drawn uniformly with replacement (``N`` voxels), each with a
-    random 0/1 value (a voxel hit several times keeps its last hit's value). A
-    voxel is then hit at least once with probability ``1 - (1 - 1/N)^M = prob``
-    up to ``O(1/N)``, and its value is 0 or 1 with probability 1/2; drawing
-    ``M`` numbers instead of ``N`` makes the kernel several times faster.
+    indices are drawn uniformly with replacement (``N`` voxels). A voxel is
+    then hit at least once with probability ``1 - (1 - 1/N)^M = prob`` up to
+    ``O(1/N)``; drawing ``M`` numbers instead of ``N`` makes the kernel several
+    times faster. A hit voxel's value is one bit of :func:`index_hash` of its
+    index and a random key drawn per call: 0 or 1 with probability 1/2,
+    independent between voxels, and the same for every hit of a voxel, so
+    repeated hits give the same result whichever write lands last (on any
+    device and thread count).
 
     Example:
         >>> x = torch.full((1, 20, 20, 20), 0.5)
@@ -96,7 +99,7 @@ def salt_pepper(
         >>> round(float((y != 0.5).float().mean()), 2)
         0.1
     """
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    out = x.clone(memory_format=torch.contiguous_format)
     flat = out.view(-1)
     size = flat.numel()
     if prob >= 1:
@@ -105,19 +108,33 @@ def salt_pepper(
     hits = round(-size * math.log1p(-prob))
     device = x.device if generator is None else generator.device
     index = torch.randint(size, (hits,), generator=generator, device=device)
-    values = torch.randint(2, (hits,), generator=generator, device=device)
-    index, values = index.to(x.device), values.to(x.device, x.dtype)
-    # A voxel hit several times keeps its last hit's value. Writing duplicates
-    # directly is order-dependent (CUDA, threads), so first record each voxel's
-    # last hit, in the output's own memory while it is still scratch space.
-    if out.element_size() >= 4:
-        last_hit = flat.view(torch.int32)[:size]
-    else:
-        last_hit = torch.empty(size, dtype=torch.int32, device=x.device)
-    last_hit.index_fill_(0, index, -1)  # only hit voxels are read back
-    order = torch.arange(hits, dtype=torch.int32, device=x.device)
-    last_hit.scatter_reduce_(0, index, order, reduce='amax')
-    winners = values.index_select(0, last_hit.index_select(0, index).long())
-    out.copy_(x)
-    flat.scatter_(0, index, winners)
+    key = torch.randint(2**62, (1,), generator=generator, device=device)
+    index, key = index.to(x.device), key.to(x.device)
+    values = index_hash(index, key).bitwise_right_shift_(32).bitwise_and_(1)
+    flat.index_put_((index,), values.to(x.dtype))
     return out
+
+
+_MASK_34 = (1 << 34) - 1
+_MASK_37 = (1 << 37) - 1
+_MASK_33 = (1 << 33) - 1
+_SPLITMIX = (-7046029254386353131, -4658895280553007687, -7723592293110705685)
+
+
+def index_hash(index: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """SplitMix64-style mix of ``index + key`` (int64, wrapping): 64 mixed bits.
+
+    Logical right shifts are written as arithmetic shifts with a mask, as
+    torch has no unsigned 64-bit shift.
+
+    Example:
+        >>> index = torch.arange(4)
+        >>> key = torch.tensor([7])
+        >>> torch.equal(index_hash(index, key), index_hash(index, key))
+        True
+    """
+    golden, first, second = _SPLITMIX
+    h = (index + key).mul_(golden)
+    h.bitwise_xor_(h.bitwise_right_shift(30).bitwise_and_(_MASK_34)).mul_(first)
+    h.bitwise_xor_(h.bitwise_right_shift(27).bitwise_and_(_MASK_37)).mul_(second)
+    return h.bitwise_xor_(h.bitwise_right_shift(31).bitwise_and_(_MASK_33))
