@@ -29,7 +29,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from torchio_ramp.families import FAMILY_NAMES
+from torchio_ramp.cli_options import family_names
 from torchio_ramp.models import UNET_PRESETS
 from torchio_ramp.pipelines import STRATEGIES
 from torchio_ramp.training import RunFolder
@@ -80,17 +80,6 @@ def _sizes(ctx, param, value: str | None) -> tuple[int, int, int] | None:
     return (parts[0], parts[1], parts[2])
 
 
-def _families(ctx, param, values: tuple[str, ...]) -> tuple[str, ...] | None:
-    names = [n.strip() for v in values for n in v.split(',') if n.strip()]
-    unknown = [n for n in names if n not in FAMILY_NAMES]
-    if unknown:
-        raise click.BadParameter(
-            f'unknown corruption family {unknown[0]!r};'
-            f' valid: {", ".join(FAMILY_NAMES)}'
-        )
-    return tuple(names) or None
-
-
 def _count(ctx, param, value: str | None) -> int | tuple[int, int] | None:
     if value is None:
         return None
@@ -132,7 +121,7 @@ def _count(ctx, param, value: str | None) -> int | tuple[int, int] | None:
     '--exclude',
     'exclude_families',
     multiple=True,
-    callback=_families,
+    callback=family_names,
     help='Corruption families to leave out of the pool (LOCO, Table 12);'
     ' comma-separated or repeated.',
 )

@@ -319,6 +319,25 @@ def test_train_script_runs_resumes_and_reports_bad_options(prepared, tmp_path):
     assert 'only apply to strategies with a corruption stage' in result.output
     result = runner.invoke(script.main, ['--out', str(tmp_path / 'y')])
     assert result.exit_code == 1 and '--data is required' in result.output
+    for families, message in (
+        ('blur,fog', "unknown corruption family 'fog'; valid names: gaussian_noise"),
+        ('blur,blur', "repeated family names in ['blur', 'blur']"),
+    ):
+        result = runner.invoke(
+            script.main,
+            [
+                '--data',
+                str(prepared),
+                '--out',
+                str(tmp_path / 'z'),
+                '--exclude',
+                families,
+            ],
+        )
+        assert result.exit_code == 2
+        assert "Invalid value for '--exclude-families'" in result.output
+        assert message in result.output
+        assert not (tmp_path / 'z').exists()
 
 
 def test_initial_weights_come_from_a_state_dict_or_a_run_folder(tmp_path):

@@ -197,12 +197,13 @@ FAMILY_NAMES: tuple[str, ...] = tuple(FAMILIES)
 
 def check_families(
     names: Iterable[str] | None,
-    argument: str = 'families',
+    argument: str | None = 'families',
 ) -> tuple[str, ...]:
     """Validate family names; ``None`` means all of them.
 
     Raises:
-        ValueError: Naming ``argument``, the unknown name and the valid ones.
+        ValueError: Naming ``argument`` (unless ``None``), the unknown or
+            repeated name and the valid ones.
 
     Example:
         >>> check_families(['blur', 'stripe'])
@@ -213,15 +214,16 @@ def check_families(
     if isinstance(names, str):
         names = [names]
     names = tuple(names)
+    prefix = '' if argument is None else f'{argument}: '
     for name in names:
         if name not in FAMILIES:
             message = (
-                f'{argument}: unknown corruption family {name!r};'
+                f'{prefix}unknown corruption family {name!r};'
                 f' valid names: {", ".join(FAMILY_NAMES)}'
             )
             raise ValueError(message)
     if len(set(names)) != len(names):
-        raise ValueError(f'{argument}: repeated family names in {list(names)}')
+        raise ValueError(f'{prefix}repeated family names in {list(names)}')
     return names
 
 

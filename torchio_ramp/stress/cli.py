@@ -14,8 +14,9 @@ import click
 import torch
 
 from .. import __version__
+from ..cli_options import family_names
+from ..cli_options import split_list
 from ..datasets import read_dataset_info
-from ..families import FAMILY_NAMES
 from ..operators import SEVERITY_LEVELS
 from .predictors import check_output
 from .predictors import default_overlap
@@ -36,28 +37,8 @@ def _fail(error: BaseException) -> click.ClickException:
     return click.ClickException(str(error))
 
 
-def _split_list(values: tuple[str, ...]) -> list[str]:
-    items = (item.strip() for value in values for item in value.split(','))
-    return [item for item in items if item]
-
-
-def _families(ctx, param, values: tuple[str, ...]) -> tuple[str, ...] | None:
-    names = _split_list(values)
-    if not names:
-        return None
-    unknown = [n for n in names if n not in FAMILY_NAMES]
-    if unknown:
-        raise click.BadParameter(
-            f'unknown corruption family {unknown[0]!r}; valid names:'
-            f' {", ".join(FAMILY_NAMES)}'
-        )
-    if len(set(names)) != len(names):
-        raise click.BadParameter(f'repeated family names in {names}')
-    return tuple(names)
-
-
 def _levels(ctx, param, values: tuple[str, ...]) -> tuple[float, ...] | None:
-    items = _split_list(values)
+    items = split_list(values)
     if not items:
         return None
     try:
@@ -140,7 +121,7 @@ def main() -> None:
 @click.option(
     '--families',
     multiple=True,
-    callback=_families,
+    callback=family_names,
     help='Corruption families, comma-separated or repeated [default: all 13].',
 )
 @click.option(
