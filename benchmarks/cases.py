@@ -93,26 +93,19 @@ class OperatorCase:
         return self.torchio.build(self.parameters, **kwargs)
 
 
-def _family_case(name: str) -> OperatorCase:
-    parameters = middle_parameters(FAMILIES[name])
+def _registry_case(name: str, stage: str) -> OperatorCase:
+    """A family (``Corruption``) or an intensity operation (``CTIntensity``)."""
+    registry, deterministic = {
+        'corruption': (FAMILIES, Corruption),
+        'intensity': (INTENSITY_OPERATIONS, CTIntensity),
+    }[stage]
+    parameters = middle_parameters(registry[name])
     return OperatorCase(
         name=name,
-        stage='corruption',
+        stage=stage,
         parameters=parameters,
-        kernel=FAMILIES[name].kernel,
-        transform=lambda seed: Corruption(name, parameters=parameters, seed=seed),
-        torchio=TORCHIO_EQUIVALENTS[name],
-    )
-
-
-def _intensity_case(name: str) -> OperatorCase:
-    parameters = middle_parameters(INTENSITY_OPERATIONS[name])
-    return OperatorCase(
-        name=name,
-        stage='intensity',
-        parameters=parameters,
-        kernel=INTENSITY_OPERATIONS[name].kernel,
-        transform=lambda seed: CTIntensity(name, parameters=parameters, seed=seed),
+        kernel=registry[name].kernel,
+        transform=lambda seed: deterministic(name, parameters=parameters, seed=seed),
         torchio=TORCHIO_EQUIVALENTS[name],
     )
 
@@ -124,8 +117,8 @@ def operator_cases() -> list[OperatorCase]:
         >>> [case.name for case in operator_cases()][-2:]
         ['elastic', 'flip']
     """
-    cases = [_family_case(name) for name in FAMILIES]
-    cases += [_intensity_case(name) for name in INTENSITY_OPERATIONS]
+    cases = [_registry_case(name, 'corruption') for name in FAMILIES]
+    cases += [_registry_case(name, 'intensity') for name in INTENSITY_OPERATIONS]
     cases.append(
         OperatorCase(
             name='elastic',
