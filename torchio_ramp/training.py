@@ -68,6 +68,10 @@ from tqdm.auto import tqdm
 from . import __version__
 from .datasets import load_split
 from .datasets import read_dataset_info
+from .files import append_synced
+from .files import atomic_path
+from .files import json_text
+from .files import write_atomic
 from .inference import SlidingWindowPredictor
 from .labels import CLASS_NAMES
 from .labels import NUM_CLASSES
@@ -809,17 +813,6 @@ class TrainingConfig:
 # Run folder ---------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write via a temporary file in the same folder, then ``os.replace``."""
-    tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _json_number(value: float) -> float | None:
     # JSON has no NaN or Infinity (best_val_dice is -inf before any epoch)
     return None if value is None or not math.isfinite(value) else float(value)
@@ -873,8 +866,7 @@ class RunFolder:
     # config.json
     def write_config(self, document: Mapping[str, Any]) -> None:
         """Write ``config.json`` atomically."""
-        text = json.dumps(document, indent=2, sort_keys=False) + '\n'
-        _atomic_write(self.file(self.CONFIG), lambda p: p.write_text(text, 'utf-8'))
+        write_atomic(self.file(self.CONFIG), json_text(document))
 
     def read_config(self) -> dict[str, Any]:
         """Read ``config.json``.
@@ -903,7 +895,8 @@ class RunFolder:
     # checkpoints
     def save_last(self, state: Mapping[str, Any]) -> None:
         """Save the full training state as ``last.pt``."""
-        _atomic_write(self.file(self.LAST), lambda p: torch.save(dict(state), p))
+        with atomic_path(self.file(self.LAST)) as tmp:
+            torch.save(dict(state), tmp)
 
     def load_last(self) -> dict[str, Any]:
         """Load ``last.pt`` (``weights_only=True``) on the CPU."""
@@ -917,7 +910,8 @@ class RunFolder:
     def save_best(self, model: UNet3d, document: Mapping[str, Any]) -> None:
         """Save ``best_state_dict.pt`` and the TorchScript ``best.pt``."""
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        _atomic_write(self.file(self.STATE_DICT), lambda p: torch.save(state, p))
+        with atomic_path(self.file(self.STATE_DICT)) as tmp:
+            torch.save(state, tmp)
         export = UNet3d(**model.init_kwargs)
         export.load_state_dict(state)
         extra = {'config.json': json.dumps(document, indent=2)}
@@ -926,10 +920,8 @@ class RunFolder:
         with warnings.catch_warnings():
             warnings.filterwarnings('ignore', '.*torch.jit', DeprecationWarning)
             scripted = torch.jit.script(export.eval())
-            _atomic_write(
-                self.file(self.TORCHSCRIPT),
-                lambda p: torch.jit.save(scripted, str(p), _extra_files=extra),
-            )
+            with atomic_path(self.file(self.TORCHSCRIPT)) as tmp:
+                torch.jit.save(scripted, str(tmp), _extra_files=extra)
 
     def load_best(self, device: str | torch.device = 'cpu') -> UNet3d:
         """Rebuild the best model from ``config.json`` and its ``state_dict``.
@@ -950,13 +942,12 @@ class RunFolder:
         """Append one epoch's row (header first), flushed to disk."""
         path = self.file(self.METRICS)
         new = not path.is_file() or path.stat().st_size == 0
-        with path.open('a', newline='', encoding='utf-8') as stream:
-            writer = csv.DictWriter(stream, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-            stream.flush()
-            os.fsync(stream.fileno())
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+        append_synced(path, buffer.getvalue())
 
     def read_metrics(self) -> list[dict[str, str]]:
         """Rows of ``metrics.csv`` (empty if there is none)."""
@@ -978,10 +969,7 @@ class RunFolder:
         writer.writeheader()
         writer.writerows(rows)
         text = buffer.getvalue()
-        _atomic_write(
-            self.file(self.METRICS),
-            lambda p: p.write_text(text, encoding='utf-8', newline=''),
-        )
+        write_atomic(self.file(self.METRICS), text)
 
 
 # The loop -----------------------------------------------------------------------

@@ -30,10 +30,8 @@ import csv
 import hashlib
 import io
 import json
-import math
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -41,9 +39,15 @@ from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
 from pathlib import Path
-from typing import IO
 from typing import Any
 
+from ..files import FileLock
+from ..files import LockHeld
+from ..files import append_synced
+from ..files import file_sha256  # noqa: F401 - part of this module's interface
+from ..files import json_safe
+from ..files import write_atomic
+from ..files import write_json
 from .protocol import Setting
 from .results import StressResults
 
@@ -168,71 +172,6 @@ def shard_subjects(subject_ids: Iterable[str], shard: tuple[int, int] | None):
         return ids
     index, count = shard
     return ids[index::count]
-
-
-# Atomic writes ---------------------------------------------------------------
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``.
-
-    Example:
-        >>> write_atomic(Path('results/summary.json'), '{}')  # doctest: +SKIP
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'
-    )
-    try:
-        # mkstemp creates 0600 files; give the result the usual permissions
-        os.chmod(temporary, 0o666 & ~_umask())
-        with os.fdopen(handle, 'w', encoding='utf-8', newline='') as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Atomically write indented JSON (NaN and infinities as ``null``).
-
-    Example:
-        >>> write_json(Path('results/summary.json'), {'gap': 0.1})  # doctest: +SKIP
-    """
-    write_atomic(path, json.dumps(_json_safe(data), indent=2) + '\n')
-
-
-def _json_safe(data: Any) -> Any:
-    if isinstance(data, float) and not math.isfinite(data):
-        return None
-    if isinstance(data, Mapping):
-        return {str(k): _json_safe(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [_json_safe(v) for v in data]
-    return data
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in 1 MiB blocks.
-
-    Example:
-        >>> file_sha256(Path('model.pt'))  # doctest: +SKIP
-        '3a7bd3e2360a3d...'
-    """
-    digest = hashlib.sha256()
-    with path.open('rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # Rows ------------------------------------------------------------------------
@@ -431,7 +370,7 @@ def make_header(
         'model': model,
         'dataset': dataset,
         'synthetic': bool(synthetic),
-        'arguments': _json_safe(dict(arguments)),
+        'arguments': json_safe(dict(arguments)),
         'settings': [[s.family, float(s.level)] for s in settings],
         'classes': [int(c) for c in class_names],
         'class_names': {str(int(c)): name for c, name in class_names.items()},
@@ -563,7 +502,9 @@ class ResultsWriter:
         self.header = dict(header)
         self.truncated_bytes = 0
         folder.mkdir(parents=True, exist_ok=True)
-        self._lock = _lock(folder / f'.{self.csv_path.name}.lock', self.csv_path)
+        self._lock: FileLock | None = _lock(
+            folder / f'.{self.csv_path.name}.lock', self.csv_path
+        )
         try:
             self._open(header, shard, session)
         except BaseException:
@@ -610,7 +551,7 @@ class ResultsWriter:
     def close(self) -> None:
         """Release the lock (rows are on disk after every :meth:`append`)."""
         if self._lock is not None:
-            self._lock.close()
+            self._lock.release()
             self._lock = None
 
     def __enter__(self) -> ResultsWriter:
@@ -642,30 +583,20 @@ class ResultsWriter:
             message = f'rows of {subject_id!r} do not cover every setting and class'
             raise ResultsError(message)
         text = format_rows(rows)
-        with self.csv_path.open('a', encoding='utf-8', newline='') as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        append_synced(self.csv_path, text)
         self.completed.add(subject_id)
 
 
-def _lock(path: Path, what: Path) -> IO[bytes] | None:
-    """An exclusive advisory lock on ``path`` (``None`` without ``fcntl``)."""
+def _lock(path: Path, what: Path) -> FileLock:
+    """Take the writer's lock on ``path``, explaining a refusal."""
     try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        return None
-    handle = path.open('ab')
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as error:
-        handle.close()
+        return FileLock(path).acquire()
+    except LockHeld as error:
         message = (
             f'another process is writing {what} (lock {path}); run each shard'
             ' once, or wait for it to finish'
         )
         raise ResultsError(message) from error
-    return handle
 
 
 # Reading ---------------------------------------------------------------------
