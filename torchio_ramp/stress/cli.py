@@ -7,14 +7,20 @@ prepared dataset split), ``merge`` (combine the shard files of a run) and
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 import torch
 
 from .. import __version__
+from ..cli_options import data_option
+from ..cli_options import device_option
 from ..cli_options import family_names
+from ..cli_options import hu_range_option
+from ..cli_options import progress_option
+from ..cli_options import resolve_device
+from ..cli_options import seed_option
+from ..cli_options import size_option
 from ..cli_options import split_list
 from ..datasets import read_dataset_info
 from ..families import PAPER_FAMILIES
@@ -23,7 +29,6 @@ from .predictors import check_output
 from .predictors import default_overlap
 from .predictors import load_model
 from .predictors import make_predictor
-from .predictors import parse_patch_size
 from .protocol import StressProtocol
 from .store import find_results
 from .store import load_results
@@ -51,22 +56,6 @@ def _levels(ctx, param, values: tuple[str, ...]) -> tuple[float, ...] | None:
     if len(set(levels)) != len(levels):
         raise click.BadParameter(f'repeated levels in {items}')
     return levels
-
-
-def _triple(ctx, param, value: str | None) -> tuple[int, int, int] | None:
-    if value is None:
-        return None
-    try:
-        parts = [int(v) for v in value.split(',')]
-        return parse_patch_size(parts[0] if len(parts) == 1 else parts, param.name)
-    except ValueError as error:
-        raise click.BadParameter(str(error)) from error
-
-
-def _default_device() -> str:
-    if not torch.cuda.is_available():
-        return 'cpu'
-    return f'cuda:{int(os.environ.get("LOCAL_RANK", 0))}'
 
 
 @click.group(context_settings=CONTEXT)
@@ -100,12 +89,7 @@ def main() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help='state_dict file for --model module:factory (read with weights_only=True).',
 )
-@click.option(
-    '--data',
-    required=True,
-    type=click.Path(path_type=Path),
-    help='Dataset folder prepared by ramp-prep (holds dataset.json).',
-)
+@data_option(required=True)
 @click.option(
     '--split',
     type=click.Choice(['test', 'val', 'train', 'all']),
@@ -132,35 +116,19 @@ def main() -> None:
     callback=_levels,
     help='Severity levels, comma-separated [default: 0.05,0.1,0.15,0.2,0.25].',
 )
-@click.option(
-    '--seed',
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help='Base seed of the corrupted volumes.',
-)
+@seed_option(help='Base seed of the corrupted volumes.')
 @click.option(
     '--name',
     help='Model name in the results [default: the model file stem; for a run'
     " folder's best.pt with config.json, the folder name].",
 )
-@click.option(
-    '--hu-range',
-    nargs=2,
-    type=float,
-    metavar='LOW HIGH',
-    help='HU window of CTNormalize [default: the model sidecar].',
+@hu_range_option(help='HU window of CTNormalize [default: the model sidecar].')
+@size_option(
+    '--patch-size', help='Sliding-window patch size [default: the model sidecar].'
 )
-@click.option(
-    '--patch-size',
-    callback=_triple,
-    metavar='N|N,N,N',
-    help='Sliding-window patch size [default: the model sidecar].',
-)
-@click.option(
+@size_option(
     '--overlap',
-    callback=_triple,
-    metavar='N|N,N,N',
+    allow_zero=True,
     help='Patch overlap in voxels, even [default: half the patch].',
 )
 @click.option(
@@ -170,18 +138,14 @@ def main() -> None:
     show_default=True,
     help='Patches per forward pass.',
 )
-@click.option(
-    '--device',
-    default=None,
-    help='Inference device [default: cuda:$LOCAL_RANK if CUDA is available, else cpu].',
-)
+@device_option()
 @click.option('--amp', is_flag=True, help='Automatic mixed precision (CUDA only).')
 @click.option(
     '--shard',
     help='Evaluate shard i of n (0-based, e.g. 0/4) [default: RANK/WORLD_SIZE'
     ' under torchrun, else all].',
 )
-@click.option('--progress/--no-progress', default=True, help='Show progress bars.')
+@progress_option()
 def run(
     model: str,
     weights: Path | None,
@@ -196,7 +160,7 @@ def run(
     patch_size: tuple[int, int, int] | None,
     overlap: tuple[int, int, int] | None,
     batch_size: int,
-    device: str | None,
+    device: str,
     amp: bool,
     shard: str | None,
     progress: bool,
@@ -215,7 +179,7 @@ def run(
     """
     from .runner import run_stress_test
 
-    device = device or _default_device()
+    device = str(resolve_device(device))
     try:
         shard_value = parse_shard(shard) if shard else shard_from_environment()
         read_dataset_info(data)
@@ -385,13 +349,7 @@ def merge(inputs: tuple[Path, ...], out: Path) -> None:
     show_default=True,
     help='Bootstrap resamples of the 95% confidence intervals.',
 )
-@click.option(
-    '--seed',
-    type=int,
-    default=0,
-    show_default=True,
-    help='Seed of the bootstrap and the permutation tests.',
-)
+@seed_option(help='Seed of the bootstrap and the permutation tests.')
 @click.option('--figures/--no-figures', default=True, help='Draw the PNG figures.')
 def report(
     results: tuple[Path, ...],
