@@ -114,11 +114,12 @@ def check_intensities(
             out-of-range values.
 
     Example:
-        >>> check_intensities(torch.tensor([0.0, float('nan')]), owner='demo')
-        Traceback (most recent call last):
-        ...
-        torchio_ramp.kernels.base.IntensityError: demo: image "x" contains NaN or Inf values. ...
-    """  # noqa: E501
+        >>> try:
+        ...     check_intensities(torch.tensor([0.0, float('nan')]), owner='demo')
+        ... except IntensityError as error:
+        ...     print(error.owner, error.problem)
+        demo contains NaN or Inf values (1 of 2 voxels)
+    """
     if data.numel() == 0:
         message = f'{owner}: image "{image_name}" is empty (shape {tuple(data.shape)})'
         raise ValueError(message)
