@@ -122,6 +122,13 @@ def _conversion_options(func: Callable[..., Any]) -> Callable[..., Any]:
             'grid (nearest neighbour) instead of failing the subject.',
         ),
         click.option(
+            '--repair-nonfinite',
+            is_flag=True,
+            help='Floating-point CTs with NaN/Inf voxels fail by default (they '
+            'would be read as 0 HU, water); with this flag NaN and -Inf become '
+            '-1024 HU and +Inf 3071 HU, and the counts go in the report.',
+        ),
+        click.option(
             '--overwrite',
             is_flag=True,
             help='Redo every subject, even those already finished.',
@@ -154,7 +161,11 @@ def _run(dataset: str, **kwargs: Any) -> None:
             kwargs.pop('src'),
             kwargs.pop('out'),
             subjects=subjects,
-            options=Options(kwargs.pop('link'), kwargs.pop('resample_masks')),
+            options=Options(
+                kwargs.pop('link'),
+                kwargs.pop('resample_masks'),
+                kwargs.pop('repair_nonfinite'),
+            ),
             **kwargs,
         )
     except PrepError as error:

@@ -70,10 +70,15 @@ class Options:
 
     link: bool = False
     resample_masks: bool = False
+    repair_nonfinite: bool = False
 
     def key(self) -> dict[str, Any]:
-        """Options as stored in records."""
-        return {'link': self.link, 'resample_masks': self.resample_masks}
+        """Options as stored in records (``repair_nonfinite`` only when set,
+        so folders prepared before it existed stay current)."""
+        key: dict[str, Any] = {'link': self.link, 'resample_masks': self.resample_masks}
+        if self.repair_nonfinite:
+            key['repair_nonfinite'] = True
+        return key
 
 
 @dataclass(frozen=True)
@@ -96,8 +101,80 @@ def _rel(path: Path, src: Path) -> str:
         return str(path)
 
 
-def _reference_geometry(task: Task, repairs: list[str]):
-    """CT geometry (header only) or, for a repaired header, the CT image."""
+NONFINITE_FILL = {'nan': -1024, 'posinf': 3071, 'neginf': -1024}
+"""HU written over non-finite CT voxels by ``--repair-nonfinite``: NaN and
+-Inf become air (-1024), +Inf the top of the 12-bit CT range (3071)."""
+
+
+def _finite_ct(
+    task: Task, image: sitk.Image | None, nonfinite: dict[str, int]
+) -> sitk.Image | None:
+    """Check a floating CT for NaN/Inf; return a repaired image or ``None``.
+
+    SimpleITK reads NaN as 0 HU (water) without a word, so the voxels are
+    read with NiBabel. Such a CT is refused or, with ``--repair-nonfinite``,
+    repaired (:data:`NONFINITE_FILL`), the counts recorded in ``nonfinite``.
+
+    Args:
+        task: The subject.
+        image: The CT as SimpleITK read it (geometry of the repaired image),
+            or ``None`` to read it here if a repair is needed.
+        nonfinite: Filled with the counts of NaN, +Inf and -Inf voxels.
+    """
+    import nibabel as nib
+
+    ct = task.subject.image
+    try:
+        array = np.asanyarray(nib.load(str(ct)).dataobj)
+    except Exception as error:  # SimpleITK read its header: say what NiBabel says
+        raise PrepError(
+            f'{ct}: cannot read the voxels to check them ({error})'
+        ) from error
+    if not np.issubdtype(array.dtype, np.floating):
+        return None
+    bad = ~np.isfinite(array)
+    if not bad.any():
+        return None
+    counts = {
+        'nan': int(np.isnan(array).sum()),
+        'posinf': int(np.isposinf(array).sum()),
+        'neginf': int(np.isneginf(array).sum()),
+    }
+    described = (
+        f'{int(bad.sum())} of {array.size} voxels are not finite ({counts["nan"]}'
+        f' NaN, {counts["posinf"]} +Inf, {counts["neginf"]} -Inf)'
+    )
+    if not task.options.repair_nonfinite:
+        raise PrepError(
+            f'{ct}: {described}; they would be read as 0 HU (water). Fix the '
+            'scan, or pass --repair-nonfinite to set NaN and -Inf to -1024 HU '
+            'and +Inf to 3071 HU (recorded in the report).'
+        )
+    fixed = np.nan_to_num(
+        array.astype(np.float32),
+        nan=NONFINITE_FILL['nan'],
+        posinf=NONFINITE_FILL['posinf'],
+        neginf=NONFINITE_FILL['neginf'],
+    )
+    if fixed.ndim == 4 and fixed.shape[3] == 1:
+        fixed = fixed[..., 0]
+    if image is None:
+        image, _ = imio.read_image(ct)
+    repaired = sitk.GetImageFromArray(np.ascontiguousarray(fixed.T))
+    repaired.CopyInformation(image)
+    nonfinite.update(counts)
+    return repaired
+
+
+def _reference_geometry(
+    task: Task, repairs: list[str], nonfinite: dict[str, int]
+) -> tuple[Geometry, sitk.Image | None]:
+    """CT geometry (header only) or, for a CT that must be rewritten (repaired
+    header, repaired non-finite voxels), the CT image.
+
+    Floating CTs are decoded to look for NaN/Inf (integer ones cannot hold
+    them and are only streamed).
+    """
     ct = task.subject.image
     if not ct.exists():
         raise PrepError(f'{ct}: file not found')
@@ -105,13 +182,16 @@ def _reference_geometry(task: Task, repairs: list[str]):
     if header is None:
         image, repair = imio.read_image(ct)
         repairs.append(imio.Repair(_rel(ct, task.src), repair.max_angle_deg).describe())
-        return Geometry.of(image), image
+        repaired = _finite_ct(task, image, nonfinite)
+        return Geometry.of(image), image if repaired is None else repaired
     geometry, pixel, components = header
     if components != 1:
         raise PrepError(
             f'{ct}: CT has {components} components per voxel ({pixel}); '
             'expected a scalar image'
         )
+    if 'float' in pixel.lower():  # integer CTs cannot hold NaN/Inf
+        return geometry, _finite_ct(task, None, nonfinite)
     return geometry, None
 
 
@@ -176,7 +256,8 @@ def _convert(task: Task) -> dict[str, Any]:
     fingerprint = source_fingerprint(subject.files(), task.src)
     repairs: list[str] = []
     resampled: list[str] = []
-    geometry, ct_image = _reference_geometry(task, repairs)
+    nonfinite: dict[str, int] = {}
+    geometry, ct_image = _reference_geometry(task, repairs, nonfinite)
     if len(geometry.size) != 3:
         raise PrepError(
             f'{subject.image}: expected a 3D image, got size {geometry.size}'
@@ -253,6 +334,7 @@ def _convert(task: Task) -> dict[str, Any]:
         'conflicts': conflicts,
         'dropped': dropped,
         'repaired': repairs,
+        'nonfinite': nonfinite,
         'resampled': resampled,
         'source_split': subject.source_split,
         'options': task.options.key(),

@@ -467,6 +467,8 @@ MANIFEST_FIELDS = [
     'source_split',
     'image_sha256',
     'label_sha256',
+    'image_bytes',
+    'label_bytes',
 ]
 
 
@@ -493,6 +495,8 @@ def build_manifest(records: list[dict[str, Any]], split_of: dict[str, str]) -> s
             'source_split': record.get('source_split', ''),
             'image_sha256': record['outputs']['image']['sha256'],
             'label_sha256': record['outputs']['label']['sha256'],
+            'image_bytes': record['outputs']['image']['size'],
+            'label_bytes': record['outputs']['label']['size'],
         }
         for name in ('background', *CLASS_NAMES.values()):
             row[f'voxels_{name}'] = voxels[name]
@@ -597,6 +601,17 @@ def build_report(
     section(
         'Repaired headers', [f'{r["id"]}: {d}' for r in repaired for d in r['repaired']]
     )
+    nonfinite = [r for r in records if r.get('nonfinite')]
+    if nonfinite:
+        section(
+            'Non-finite CT voxels repaired (--repair-nonfinite: NaN and -Inf set to'
+            ' -1024 HU, +Inf to 3071 HU)',
+            [
+                f'{r["id"]}: {r["nonfinite"]["nan"]} NaN, {r["nonfinite"]["posinf"]}'
+                f' +Inf, {r["nonfinite"]["neginf"]} -Inf'
+                for r in nonfinite
+            ],
+        )
     section(
         'Masks resampled onto the CT grid (nearest neighbour)',
         [f'{r["id"]}: {", ".join(r["resampled"])}' for r in resampled],
