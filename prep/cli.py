@@ -34,6 +34,20 @@ def _fractions(ctx, param, value: str) -> tuple[float, float, float]:
         raise click.BadParameter(str(error)) from error
 
 
+def _out_folder(ctx, param, value: str) -> Path:
+    """Refuse an empty OUT: ``""`` would silently mean the current folder."""
+    if not value.strip():
+        raise click.BadParameter(
+            f'{value!r} is not a folder name; pass a path (use . for the '
+            'current folder)'
+        )
+    return Path(value)
+
+
+SEED = click.IntRange(min=0)
+"""Split and phantom seeds: numpy.random.default_rng takes non-negative ints."""
+
+
 def _triple(kind: type) -> Callable[..., tuple]:
     def parse(ctx, param, value: str):
         try:
@@ -54,7 +68,7 @@ def _conversion_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.argument(
             'src', type=click.Path(exists=True, file_okay=False, path_type=Path)
         ),
-        click.argument('out', type=click.Path(path_type=Path)),
+        click.argument('out', type=click.Path(), callback=_out_folder),
         click.option(
             '--format',
             'fmt',
@@ -78,7 +92,7 @@ def _conversion_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             '--seed',
-            type=int,
+            type=SEED,
             default=DEFAULT_SEED,
             show_default=True,
             help='Seed of the split (numpy.random.default_rng).',
@@ -195,6 +209,12 @@ def _echo_summary(summary: Summary) -> None:
         f'already done, {len(summary.failed)} failed; '
         f'{len(cohort.excluded) if cohort else 0} excluded from the cohort.'
     )
+    for ids in splits.get('duplicates') or []:
+        click.echo(
+            f'WARNING: the same scan (CT SHA-256) under {len(ids)} ids: '
+            f'{", ".join(ids)}; kept in one split (see the report).',
+            err=True,
+        )
     for subject_id, error in sorted(summary.failed.items()):
         click.echo(f'FAILED {subject_id}: {error}', err=True)
     click.echo(f'Report: {summary.root / REPORT_TXT}')
@@ -273,7 +293,7 @@ def abdomenct1k(**kwargs: Any) -> None:
     context_settings=CONTEXT,
     short_help="Write SYNTHETIC phantom CTs in a dataset's layout.",
 )
-@click.argument('out', type=click.Path(path_type=Path))
+@click.argument('out', type=click.Path(), callback=_out_folder)
 @click.option(
     '--layout',
     type=click.Choice(['totalseg', 'abdomenct1k']),
@@ -303,7 +323,7 @@ def abdomenct1k(**kwargs: Any) -> None:
 )
 @click.option(
     '--seed',
-    type=int,
+    type=SEED,
     default=0,
     show_default=True,
     help='Seed of the first phantom (subject i uses seed + i).',
@@ -314,6 +334,12 @@ def abdomenct1k(**kwargs: Any) -> None:
     help='AbdomenCT-1K only: AbdomenCT-1K-ImagePart1/ + Mask/ instead of '
     'images/ + masks/.',
 )
+@click.option(
+    '--progress/--no-progress',
+    default=True,
+    show_default=True,
+    help='Show a progress bar (on stderr).',
+)
 def synth(
     out: Path,
     layout: str,
@@ -322,6 +348,7 @@ def synth(
     spacing,
     seed: int,
     release_folders: bool,
+    progress: bool,
 ) -> None:
     """Write SYNTHETIC phantom CTs in a real dataset's layout to OUT.
 
@@ -343,7 +370,7 @@ def synth(
             spacing=spacing,
             seed=seed,
             release_folders=release_folders,
-            progress=True,
+            progress=progress,
         )
     except PrepError as error:
         raise click.ClickException(str(error)) from error
@@ -359,7 +386,7 @@ def synth(
 @click.argument('out', type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
     '--seed',
-    type=int,
+    type=SEED,
     default=DEFAULT_SEED,
     show_default=True,
     help='Seed of numpy.random.default_rng.',

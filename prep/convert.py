@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import threading
+import time
 import traceback
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -59,6 +61,7 @@ from .sources import SubjectSource
 from .splits import DEFAULT_FRACTIONS
 from .splits import DEFAULT_SEED
 from .splits import compute_split
+from .splits import keep_together
 from .splits import split_of
 
 MAX_TASKS_PER_WORKER = 25
@@ -397,8 +400,49 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context('spawn')  # pragma: no cover - Windows
 
 
-def _init_worker() -> None:
+PARENT_POLL_SECONDS = 0.5
+"""How often a worker checks that the process that started the run is alive."""
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, does not).
+
+    Example:
+        >>> process_alive(os.getpid())
+        True
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    try:
+        stat = Path(f'/proc/{pid}/stat').read_text()
+    except OSError:  # no /proc (macOS): os.kill is all we know
+        return True
+    return stat.rsplit(')', 1)[1].split()[0] != 'Z'
+
+
+def _watch_parent(pid: int) -> None:
+    while process_alive(pid):
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)  # the run is gone (e.g. kill -9): do not linger holding memory
+
+
+def _init_worker(parent: int | None = None) -> None:
+    """Worker set-up: one SimpleITK thread, and exit when ``parent`` dies.
+
+    Workers are children of the fork server, not of the main process, so the
+    operating system does not end them when the main process is killed; a
+    daemon thread polls the main process instead. When the workers are gone
+    the fork server and the resource tracker see their pipes close and exit.
+    """
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    if parent is not None:
+        threading.Thread(
+            target=_watch_parent, args=(parent,), name='ramp-prep-parent', daemon=True
+        ).start()
 
 
 def run_tasks(
@@ -424,6 +468,7 @@ def run_tasks(
             max_workers=min(workers, len(tasks)),
             mp_context=context,
             initializer=_init_worker,
+            initargs=(os.getpid(),),
             max_tasks_per_child=MAX_TASKS_PER_WORKER,  # fresh workers: no leaks
         )
         try:
@@ -496,7 +541,14 @@ def parse_subject_ids(values: tuple[str, ...] | list[str]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
+def _check_seed(seed: Any) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise PrepError(f'--seed must be a non-negative integer, not {seed!r}')
+
+
 def _prepare_out(out: Path, src: Path) -> None:
+    if not str(out).strip():
+        raise PrepError('OUT must not be empty (use . for the current folder)')
     src_r, out_r = src.resolve(), out.resolve()
     if out_r == src_r or src_r in out_r.parents:
         raise PrepError(f'OUT {out} must not be SRC or inside it ({src})')
@@ -585,6 +637,7 @@ def prepare(
         raise PrepError(f'unknown dataset {dataset!r}')
     if workers < 1:
         raise PrepError(f'--workers must be at least 1, got {workers}')
+    _check_seed(seed)
     cohort = DISCOVER[dataset](src)
     name = dataset_name or DEFAULT_NNUNET_NAMES[dataset] + (
         'Synth' if cohort.synthetic else ''
@@ -712,8 +765,37 @@ def finish(
             not_prepared[subject_id] = status
     state['not_prepared'] = not_prepared
     state['stale'] = sorted(set(records) - cohort)
+    groups = duplicate_scans(current)
+    state['duplicates'] = groups
+    if groups:
+        cohort_split = keep_together(cohort_split, groups)
+        where = split_of(cohort_split)
+        for members in groups:
+            for subject_id in members:
+                if relocate(layout, current[subject_id], where[subject_id]):
+                    write_record(layout, current[subject_id])
     write_json(layout.state_dir / 'state.json', state)
     return finalize(layout, state, current, cohort_split)
+
+
+def duplicate_scans(records: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """Groups of ids whose prepared CTs have the same SHA-256 (same scan).
+
+    A subject folder copied or symlinked under a second id would otherwise
+    land in train and test at once. Groups are sorted, and so are their ids.
+
+    Example:
+        >>> same = {'outputs': {'image': {'sha256': 'ab'}}}
+        >>> other = {'outputs': {'image': {'sha256': 'cd'}}}
+        >>> duplicate_scans({'s2': same, 's1': same, 's3': other})
+        [['s1', 's2']]
+    """
+    by_hash: dict[str, list[str]] = {}
+    for subject_id, record in records.items():
+        digest = record['outputs']['image'].get('sha256')
+        if digest:
+            by_hash.setdefault(digest, []).append(subject_id)
+    return sorted(sorted(ids) for ids in by_hash.values() if len(ids) > 1)
 
 
 def resplit(
@@ -743,6 +825,7 @@ def resplit(
     """
     from .outputs import find_layout
 
+    _check_seed(seed)
     layout = find_layout(root)
     state_path = layout.state_dir / 'state.json'
     if not state_path.exists():

@@ -534,6 +534,7 @@ def build_splits_json(
             'basis': state.get('cohort_basis', 'source'),
         },
         'not_prepared': dict(sorted(not_prepared.items())),
+        'duplicates': state.get('duplicates') or [],
     }
 
 
@@ -598,6 +599,12 @@ def build_report(
     section(
         'Excluded from the cohort', [f'{k}: {v}' for k, v in sorted(excluded.items())]
     )
+    duplicates = state.get('duplicates') or []
+    if duplicates:
+        section(
+            'Duplicate scans (same CT SHA-256 under several ids; kept in one split)',
+            [', '.join(ids) for ids in duplicates],
+        )
     section(
         'Repaired headers', [f'{r["id"]}: {d}' for r in repaired for d in r['repaired']]
     )
