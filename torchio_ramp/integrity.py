@@ -22,20 +22,19 @@ the command-line tools (``--verify``); the environment variable
 from __future__ import annotations
 
 import gzip
-import hashlib
 import math
 import os
 import struct
 import zlib
 from pathlib import Path
 
+from . import files
+
 VERIFY_MODES: tuple[str, ...] = ('sha256', 'size')
 """How prepared files are checked against the manifest when read."""
 
 VERIFY_ENV = 'RAMP_VERIFY'
 """Environment variable giving the default verification mode."""
-
-CHUNK = 1 << 20
 
 _HASHES: dict[tuple[int, int, int, int], str] = {}
 
@@ -204,11 +203,7 @@ def file_sha256(path: str | Path) -> str:
     cached = _HASHES.get(key)
     if cached is not None:
         return cached
-    digest = hashlib.sha256()
-    with path.open('rb') as f:
-        for block in iter(lambda: f.read(CHUNK), b''):
-            digest.update(block)
-    value = digest.hexdigest()
+    value = files.file_sha256(path)
     if path.stat().st_mtime_ns == st.st_mtime_ns:  # not modified while hashing
         _HASHES[key] = value
     return value
