@@ -124,8 +124,26 @@ def main() -> None:
 @click.option(
     '--model',
     'model',
-    required=True,
     help='TorchScript file, or package.module:factory (with --weights).',
+)
+@click.option(
+    '--nnunet',
+    type=click.Path(file_okay=False, path_type=Path),
+    help='Instead of --model: an nnU-Net v2 model folder'
+    ' ($nnUNet_results/DatasetNNN_Name/TRAINER__PLANS__CONFIG), run through'
+    " nnU-Net's own predictor (the nnunet extra).",
+)
+@click.option(
+    '--fold',
+    default='0',
+    show_default=True,
+    help='With --nnunet: the fold (0-4 or all).',
+)
+@click.option(
+    '--checkpoint',
+    default='checkpoint_final.pth',
+    show_default=True,
+    help='With --nnunet: the checkpoint file of the fold.',
 )
 @click.option(
     '--weights',
@@ -224,7 +242,10 @@ def main() -> None:
     f' [default: ${VERIFY_ENV} or sha256].',
 )
 def run(
-    model: str,
+    model: str | None,
+    nnunet: Path | None,
+    fold: str,
+    checkpoint: str,
     weights: Path | None,
     data: Path,
     split: str,
@@ -261,7 +282,42 @@ def run(
     from .runner import expected_channels
     from .runner import run_stress_test
 
+    if (model is None) == (nnunet is None):
+        raise click.UsageError('pass either --model or --nnunet')
     device = device or _default_device()
+    if nnunet is not None:
+        given = [
+            f'--{k}'
+            for k, v in {
+                'weights': weights,
+                'patch-size': patch_size,
+                'overlap': overlap,
+                'amp': amp,
+            }.items()
+            if v
+        ]
+        if given:
+            raise click.UsageError(
+                f'{", ".join(given)} cannot be used with --nnunet'
+                " (nnU-Net's plans set them)"
+            )
+        return _run_nnunet(
+            nnunet,
+            fold,
+            checkpoint,
+            data,
+            out,
+            split,
+            families,
+            levels,
+            seed,
+            name,
+            hu_range,
+            device,
+            shard,
+            progress,
+            verify,
+        )
     try:
         shard_value = parse_shard(shard) if shard else shard_from_environment()
         info = read_dataset_info(data)
@@ -358,6 +414,80 @@ def run(
         raise _fail(error) from error
     except OSError as error:  # e.g. disk full while writing the results
         raise _fail(_os_error(error, out)) from error
+    _echo_outcome(outcome)
+
+
+def _run_nnunet(
+    nnunet,
+    fold,
+    checkpoint,
+    data,
+    out,
+    split,
+    families,
+    levels,
+    seed,
+    name,
+    hu_range,
+    device,
+    shard,
+    progress,
+    verify,
+) -> None:
+    from ..nnunet.domain import DEFAULT_WINDOW
+    from .runner import ModelError
+    from .runner import run_stress_test
+
+    try:
+        shard_value = parse_shard(shard) if shard else shard_from_environment()
+        read_dataset_info(data)
+        from ..nnunet.predictor import NnunetPredictor
+
+        window = hu_range or DEFAULT_WINDOW
+        predictor = NnunetPredictor(
+            nnunet, fold, checkpoint, device=device, window=window
+        )
+        protocol = StressProtocol(
+            families=families,
+            levels=levels or SEVERITY_LEVELS,
+            seed=seed,
+            hu_range=window,
+        )
+        name = name or predictor.name
+        click.echo(
+            f'ramp-stress: {name} (nnU-Net, fold {fold}) on {data} ({split}):'
+            f' {len(protocol.settings) - 1} corrupted settings + clean, HU window'
+            f' {protocol.hu_range}, device {device}',
+            err=True,
+        )
+        outcome = run_stress_test(
+            predictor,
+            data,
+            out,
+            split=split,
+            protocol=protocol,
+            name=name,
+            model_arguments=predictor.fingerprint(),
+            session={
+                'model_path': str(predictor.checkpoint_path.resolve()),
+                'device': str(device),
+            },
+            shard=shard_value,
+            progress=progress,
+            verify=verify,
+        )
+    except UnicodeDecodeError as error:
+        raise _fail(_damaged(error, out)) from error
+    except (FileNotFoundError, ValueError, TypeError, ImportError) as error:
+        raise _fail(error) from error
+    except ModelError as error:
+        raise _fail(error) from error
+    except OSError as error:  # e.g. disk full while writing the results
+        raise _fail(_os_error(error, out)) from error
+    _echo_outcome(outcome)
+
+
+def _echo_outcome(outcome) -> None:
     if outcome.truncated_bytes:
         click.echo(
             f'Removed {outcome.truncated_bytes} bytes of a subject cut short by an'

@@ -231,6 +231,10 @@ def evaluate_subject(
     label_image = subject[label_name]
     label = label_image.data[0]
     image = protocol.normalize(subject, image_name)
+    # Predictors that need the subject itself (nnU-Net: its HU and spacing)
+    bind = getattr(predictor, 'for_subject', None)
+    if bind is not None:
+        predictor = bind(subject, image_name)
     if tuple(image.shape[1:]) != tuple(label.shape):
         message = (
             f'subject {subject_id!r}: the label has shape {tuple(label.shape)} but'
