@@ -177,4 +177,8 @@ def test_bad_devices_are_refused_alike(tool, arguments):
     result = CliRunner().invoke(tool, [*arguments, 'gpu0'])
     assert result.exit_code == 2
     assert "Invalid value for '--device'" in result.output
-    assert "not 'gpu0'" in result.output
+    assert "'gpu0' is not a device name" in result.output
+    if not torch.cuda.is_available():  # the machine is checked, alike
+        result = CliRunner().invoke(tool, [*arguments, 'cuda'])
+        assert result.exit_code == 2
+        assert 'cuda: CUDA is not available' in result.output

@@ -6,6 +6,7 @@
 * :func:`resolve_device` is the one default-device rule: ``'auto'`` is
   ``cuda:$LOCAL_RANK`` when CUDA is available (one GPU per ``torchrun``
   process), else ``cpu``; a bare ``'cuda'`` is ``cuda:$LOCAL_RANK``.
+  :func:`check_device` says why a machine cannot use a device.
 
 The command-line options built on them are in :mod:`torchio_ramp.cli_options`.
 This module depends on nothing else in the package, so the lowest layers
@@ -100,11 +101,64 @@ def local_rank() -> int:
     return int(os.environ.get('LOCAL_RANK', 0))
 
 
+def device_problem(value: str | torch.device) -> tuple[torch.device | None, str]:
+    """``(device, '')`` if this machine has ``value``, else ``(None, why not)``.
+
+    Example:
+        >>> device_problem('cpu')
+        (device(type='cpu'), '')
+        >>> device_problem('meta')
+        (None, "meta: unsupported device type 'meta'")
+    """
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError, ValueError):
+        return None, f'{value!r} is not a device name (e.g. cpu, cuda, cuda:1)'
+    if device.type == 'cuda':
+        if not torch.cuda.is_available():
+            why = 'this torch build has no CUDA' if torch.version.cuda is None else ''
+            why = why or 'no GPU is visible'
+            return None, f'{value}: CUDA is not available ({why}); use --device cpu'
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            return None, f'{value}: there are only {count} GPU(s) (cuda:0..)'
+    elif device.type == 'mps':
+        if not torch.backends.mps.is_available():
+            return None, f'{value}: MPS is not available on this machine'
+    elif device.type != 'cpu':
+        return None, f'{value}: unsupported device type {device.type!r}'
+    return device, ''
+
+
+def check_device(value: str | torch.device, option: str = '--device') -> torch.device:
+    """Parse a device name and make sure this machine has it.
+
+    Raises:
+        ValueError: Naming ``option``: an unknown device name, CUDA requested
+            on a machine (or a torch build) without it, or a GPU index
+            beyond the GPUs present.
+
+    Example:
+        >>> check_device('cpu')
+        device(type='cpu')
+        >>> check_device('bogus')
+        Traceback (most recent call last):
+        ...
+        ValueError: --device 'bogus' is not a device name (e.g. cpu, cuda, cuda:1)
+    """
+    device, problem = device_problem(value)
+    if device is None:
+        raise ValueError(f'{option} {problem}')
+    return device
+
+
 def resolve_device(
     device: str | torch.device | None = 'auto',
     rank: int | None = None,
 ) -> torch.device:
-    """The device a tool runs on.
+    """The device a tool runs on (the one default-device rule).
+
+    It does not check that the machine has the device (:func:`check_device`).
 
     Args:
         device: ``'auto'`` (or ``None``): ``cuda:rank`` if CUDA is available,
@@ -127,15 +181,19 @@ def resolve_device(
         return torch.device('cpu')
     try:
         resolved = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        message = (
-            f'device must be auto, cpu, cuda or cuda:N (or another torch device),'
-            f' not {device!r}'
-        )
+    except (RuntimeError, TypeError, ValueError) as error:
+        message = f'{device!r} is not a device name (e.g. cpu, cuda, cuda:1)'
         raise ValueError(message) from error
     if resolved.type == 'cuda' and resolved.index is None:
         resolved = torch.device('cuda', rank)
     return resolved
 
 
-__all__ = ['SIZE_FORMS', 'local_rank', 'parse_size', 'resolve_device']
+__all__ = [
+    'SIZE_FORMS',
+    'check_device',
+    'device_problem',
+    'local_rank',
+    'parse_size',
+    'resolve_device',
+]

@@ -17,6 +17,8 @@ from typing import Any
 import click
 
 from .arguments import SIZE_FORMS
+from .arguments import check_device
+from .arguments import device_problem
 from .arguments import parse_size
 from .arguments import resolve_device
 
@@ -122,12 +124,12 @@ def data_option(**attributes: Any) -> Decorator:
 
 
 def _device(ctx: Any, param: Any, value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        resolve_device(value)
-    except ValueError as error:
-        raise click.BadParameter(str(error)) from error
+    """Refuse (exit 2) a device this machine does not have; ``auto`` always works."""
+    if value is None or value == 'auto':
+        return value
+    _, problem = device_problem(value)
+    if problem:
+        raise click.BadParameter(problem)
     return value
 
 
@@ -188,6 +190,7 @@ __all__ = [
     'DEVICE_HELP',
     'SIZE_FORMS',
     'SIZE_METAVAR',
+    'check_device',
     'data_option',
     'device_option',
     'family_names',
