@@ -39,12 +39,12 @@ def _fractions(ctx, param, value: str) -> tuple[float, float, float]:
 
 
 def _out_folder(ctx, param, value: str) -> Path:
-    # An unset variable (`ramp-prep totalseg SRC "$nnUNet_raw"`) must not mean
-    # the current folder.
+    """Refuse an empty OUT: an unset variable (`ramp-prep totalseg SRC
+    "$nnUNet_raw"`) must not silently mean the current folder."""
     if not value.strip():
         raise click.BadParameter(
-            'OUT is empty (an unset variable such as $nnUNet_raw?); name the '
-            'output folder'
+            f'OUT is empty: {value!r} is not a folder name (an unset variable such'
+            ' as $nnUNet_raw?); pass a path (use . for the current folder)'
         )
     return Path(value)
 
