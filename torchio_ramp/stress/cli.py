@@ -62,6 +62,16 @@ def _triple(ctx, param, value: str | None) -> tuple[int, int, int] | None:
         raise click.BadParameter(str(error)) from error
 
 
+def _aggregation_device(ctx, param, value: str) -> str:
+    try:
+        device = torch.device(value)
+    except RuntimeError as error:
+        raise click.BadParameter(f'not a device: {value!r}') from error
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise click.BadParameter(f'{value!r}: CUDA is not available')
+    return str(device)
+
+
 def _default_device() -> str:
     if not torch.cuda.is_available():
         return 'cpu'
@@ -175,6 +185,14 @@ def main() -> None:
 )
 @click.option('--amp', is_flag=True, help='Automatic mixed precision (CUDA only).')
 @click.option(
+    '--aggregation-device',
+    default='cpu',
+    callback=_aggregation_device,
+    show_default=True,
+    help='Device holding the blended output volume (e.g. cpu with a CUDA --device:'
+    ' patches on the GPU, the volume in host memory).',
+)
+@click.option(
     '--shard',
     help='Evaluate shard i of n (0-based, e.g. 0/4) [default: RANK/WORLD_SIZE'
     ' under torchrun, else all].',
@@ -196,6 +214,7 @@ def run(
     batch_size: int,
     device: str | None,
     amp: bool,
+    aggregation_device: str,
     shard: str | None,
     progress: bool,
 ) -> None:
@@ -255,6 +274,7 @@ def run(
             batch_size=batch_size,
             device=device,
             amp=amp,
+            aggregation_device=aggregation_device,
         )
         name = name or loaded.name
         model_arguments = {
@@ -269,6 +289,7 @@ def run(
             'model_path': str(loaded.path.resolve()),
             'sidecar': config.source,
             'device': str(device),
+            'aggregation_device': aggregation_device,
             'batch_size': batch_size,
         }
         shard_text = (

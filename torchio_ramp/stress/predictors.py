@@ -439,6 +439,7 @@ def make_predictor(
     batch_size: int = 2,
     device: str | torch.device | None = None,
     amp: bool = False,
+    aggregation_device: str | torch.device = 'cpu',
 ) -> SlidingWindowPredictor:
     """Sliding-window predictor over ``module`` (see
     :class:`~torchio_ramp.inference.SlidingWindowPredictor`).
@@ -450,6 +451,8 @@ def make_predictor(
         batch_size: Patches per forward pass.
         device: Device of the forward pass (default: the module's).
         amp: bfloat16 automatic mixed precision (CUDA only).
+        aggregation_device: Device of the blended output volume (default: the
+            CPU, so a GPU holds only a batch of patches).
 
     Example:
         >>> predict = make_predictor(torch.nn.Conv3d(1, 6, 1), (8, 8, 8))
@@ -466,4 +469,5 @@ def make_predictor(
         batch_size=batch_size,
         device=device,
         amp=amp,
+        aggregation_device=aggregation_device,
     )
