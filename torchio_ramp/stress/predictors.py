@@ -13,7 +13,7 @@ integer label map (D, H, W)``. :func:`load_model` reads a model as
 
 :func:`make_predictor` wraps the network in
 :class:`~torchio_ramp.inference.SlidingWindowPredictor` (TorchIO's
-``GridSampler`` / ``GridAggregator``).
+``GridSampler``, Hann-weighted blending).
 
 Model sidecar. The intensity window and the patch size must be those of
 training. The training script writes them to a JSON file next to the model,
