@@ -40,7 +40,7 @@ def _model(classes: int = 4) -> torch.nn.Module:
 @pytest.mark.parametrize(
     ('shape', 'patch', 'overlap', 'batch_size'),
     [
-        ((20, 18, 13), (8, 8, 8), (4, 4, 4), 3),
+        ((20, 18, 14), (8, 8, 8), (4, 4, 4), 3),
         ((17, 6, 11), (8, 8, 8), (2, 2, 6), 2),  # one axis shorter than a patch
         ((12, 12, 12), (12, 12, 12), (0, 0, 0), 1),  # a single patch
     ],

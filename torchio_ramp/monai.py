@@ -45,6 +45,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from collections.abc import Mapping
 from typing import Any
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -55,6 +56,7 @@ try:
     from monai.data import MetaTensor
     from monai.transforms import MapTransform
     from monai.transforms import Randomizable
+    from monai.utils import TransformBackends
     from monai.utils import convert_to_dst_type
     from monai.utils import ensure_tuple
 except ImportError as error:  # pragma: no cover - exercised in a subprocess
@@ -102,6 +104,8 @@ class ApplyTorchIOd(MapTransform):
         >>> normalize({'ct': hu})['ct'].ravel().tolist()
         [0.0, 0.5, 1.0]
     """
+
+    backend: ClassVar = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(
         self,
