@@ -427,3 +427,124 @@ def report(
     except (FileNotFoundError, ValueError, ImportError) as error:
         raise _fail(error) from error
     click.echo(f'Report: {path}')
+
+
+class _BadInput(click.ClickException):
+    """Bad input to ``ramp-stress gate``: exit code 2, like a usage error."""
+
+    exit_code = 2
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument('results', nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    '--require',
+    'requirements',
+    multiple=True,
+    metavar='REQUIREMENT',
+    help='A requirement such as "worst_case>=0.5", "gap<=0.1", "family:blur>=0.7",'
+    ' "family:blur@0.25>=0.6", "level:0.25>=0.6" or "organ:kidney:corrupted>=0.8"'
+    ' (repeatable; added to those of --config).',
+)
+@click.option(
+    '--config',
+    'config_path',
+    type=click.Path(dir_okay=False, path_type=Path),
+    help='TOML gate file: require = [...], and optionally confidence, resamples,'
+    ' seed (top level or in a [gate] table).',
+)
+@click.option(
+    '--confidence',
+    type=float,
+    help='Check each requirement on the bound of the two-sided bootstrap interval'
+    ' at this level (e.g. 0.95): the lower bound for >=, the upper for <='
+    ' [default: the point estimate].',
+)
+@click.option(
+    '--resamples',
+    type=click.IntRange(min=100),
+    help='Bootstrap resamples [default: 2000].',
+)
+@click.option('--seed', type=click.IntRange(min=0), help='Bootstrap seed [default: 0].')
+@click.option(
+    '--write/--no-write',
+    default=True,
+    show_default=True,
+    help="Record the verdict under 'gate' in each results folder's summary.json.",
+)
+def gate(
+    results: tuple[Path, ...],
+    requirements: tuple[str, ...],
+    config_path: Path | None,
+    confidence: float | None,
+    resamples: int | None,
+    seed: int | None,
+    write: bool,
+) -> None:
+    """Pass/fail requirements on stress-test RESULTS (folders or CSV files).
+
+    \b
+    Exit status: 0 when every requirement holds for every model, 1 when one
+    fails, 2 on bad input (syntax, unknown family or organ, missing or
+    incomplete results). Requirement syntax: METRIC OP NUMBER with
+      METRIC  clean | corrupted | gap | worst_case        (the model)
+              family:NAME | family:NAME@LEVEL | level:LEVEL  (Dice)
+              organ:NAME[:clean|corrupted|gap|worst_case]
+      OP      >= | > | <= | <
+    """
+    from .gate import GateError
+    from .gate import evaluate
+    from .gate import parse_requirements
+    from .gate import read_config
+    from .gate import verdict_header
+    from .gate import verdict_rows
+    from .metrics import BOOTSTRAP_RESAMPLES
+    from .metrics import check_confidence
+    from .store import SUMMARY_JSON
+    from .store import write_json
+
+    try:
+        config = read_config(config_path) if config_path is not None else {}
+        parsed = parse_requirements([*config.get('require', []), *requirements])
+        if confidence is not None:
+            try:
+                confidence = check_confidence(confidence)
+            except ValueError as error:
+                raise GateError(f'--confidence: {error}') from error
+        else:
+            confidence = config.get('confidence')
+        resamples = resamples or config.get('resamples', BOOTSTRAP_RESAMPLES)
+        seed = config.get('seed', 0) if seed is None else seed
+        files = [find_results(path) for path in results]
+        loaded = [load_results(path) for path in files]
+        verdicts = [
+            evaluate(
+                result, parsed, confidence=confidence, resamples=resamples, seed=seed
+            )
+            for result in loaded
+        ]
+    except (GateError, FileNotFoundError, ValueError) as error:
+        raise _BadInput(str(error)) from error
+    for path, verdict in zip(files, verdicts, strict=True):
+        header = verdict_header(verdict)
+        rows = verdict_rows(verdict)
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        click.echo(f'{verdict["model"]} ({path}):')
+        for row in [header, *rows]:
+            click.echo(
+                '  ' + '  '.join(c.ljust(w) for c, w in zip(row, widths, strict=True))
+            )
+        if write:
+            summary_path = path.parent / SUMMARY_JSON
+            if summary_path.is_file():
+                import json
+
+                summary = json.loads(summary_path.read_text(encoding='utf-8'))
+                summary['gate'] = verdict
+                write_json(summary_path, summary)
+    failed = [v['model'] for v in verdicts if not v['passed']]
+    total = sum(len(v['requirements']) for v in verdicts)
+    if failed:
+        click.echo(f'Gate: FAIL ({", ".join(failed)})')
+        raise SystemExit(1)
+    click.echo(f'Gate: PASS ({total} requirement check(s))')

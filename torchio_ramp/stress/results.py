@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 
 from .metrics import BOOTSTRAP_RESAMPLES
+from .metrics import CONFIDENCE
 from .metrics import bootstrap_indices
+from .metrics import check_confidence
 from .metrics import nanmean
 from .metrics import pooled_mean
 from .metrics import robustness
@@ -292,6 +294,7 @@ def summarize(
     *,
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
+    confidence: float = CONFIDENCE,
 ) -> dict[str, Any]:
     """Every per-model number of the report, JSON-ready.
 
@@ -299,6 +302,7 @@ def summarize(
         results: One model's results.
         resamples: Bootstrap resamples of the 95% confidence intervals.
         seed: Seed of the bootstrap.
+        confidence: Two-sided level of the intervals (``low``, ``high``).
 
     Returns:
         ``model``, ``dataset``, ``synthetic``, ``subjects`` (count),
@@ -322,11 +326,14 @@ def summarize(
         >>> round(summary['robustness']['gap']['value'], 3)
         0.2
     """
+    confidence = check_confidence(confidence)
     indices = bootstrap_indices(len(results.subjects), resamples, seed)
     subject = results.subject_dice()
     corrupted = subject[:, 1:]
     families = {
-        family: pooled_mean(subject[:, _family_columns(results, family)], indices)
+        family: pooled_mean(
+            subject[:, _family_columns(results, family)], indices, confidence
+        )
         for family in families_of(results)
     }
     levels = {
@@ -340,6 +347,7 @@ def summarize(
                 ],
             ],
             indices,
+            confidence,
         )
         for level in levels_of(results)
     }
@@ -349,10 +357,10 @@ def summarize(
     for k, label in enumerate(results.classes):
         if label not in results.annotated:
             continue
-        organ = robustness(class_dice[:, :, k], indices).to_dict()
+        organ = robustness(class_dice[:, :, k], indices, confidence).to_dict()
         organ['volume_error_ml'] = {
-            'clean': pooled_mean(error[:, :1, k], indices).to_dict(),
-            'corrupted': pooled_mean(error[:, 1:, k], indices).to_dict(),
+            'clean': pooled_mean(error[:, :1, k], indices, confidence).to_dict(),
+            'corrupted': pooled_mean(error[:, 1:, k], indices, confidence).to_dict(),
         }
         organs[results.class_names.get(label, str(label))] = organ
     return {
@@ -363,8 +371,8 @@ def summarize(
         'expected_subjects': len(results.expected_subjects or results.subjects),
         'complete': results.complete,
         'settings': corrupted.shape[1],
-        'bootstrap': {'resamples': resamples, 'seed': seed},
-        'robustness': robustness(subject, indices).to_dict(),
+        'bootstrap': {'resamples': resamples, 'seed': seed, 'confidence': confidence},
+        'robustness': robustness(subject, indices, confidence).to_dict(),
         'families': {f: e.to_dict() for f, e in families.items()},
         'levels': {f'{level:g}': e.to_dict() for level, e in levels.items()},
         'setting_dice': {s.name: v for s, v in results.setting_dice().items()},
