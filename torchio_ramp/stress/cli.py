@@ -92,7 +92,8 @@ def main() -> None:
     '--model',
     'model',
     required=True,
-    help='TorchScript file, or package.module:factory (with --weights).',
+    help='Model file (torch.export .pt2, ONNX, or legacy TorchScript; recognised by'
+    ' content), or package.module:factory (with --weights).',
 )
 @click.option(
     '--weights',
