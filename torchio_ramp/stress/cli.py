@@ -23,7 +23,10 @@ from .predictors import default_overlap
 from .predictors import load_model
 from .predictors import make_predictor
 from .predictors import parse_patch_size
+from .protocol import DEFAULT_PROTOCOL
+from .protocol import PROTOCOLS
 from .protocol import StressProtocol
+from .protocol import describe_protocol
 from .store import find_results
 from .store import load_results
 from .store import merge_shards
@@ -139,6 +142,16 @@ def main() -> None:
     help='Base seed of the corrupted volumes.',
 )
 @click.option(
+    '--protocol',
+    'severity_protocol',
+    type=click.Choice(list(PROTOCOLS)),
+    default=DEFAULT_PROTOCOL,
+    show_default=True,
+    help='Severity protocol: paired (the levels of a family share every random'
+    ' draw but the severity) or independent (one draw per setting; the results'
+    ' of earlier versions).',
+)
+@click.option(
     '--name',
     help='Model name in the results [default: the model file stem; for a run'
     " folder's best.pt with config.json, the folder name].",
@@ -190,6 +203,7 @@ def run(
     families: tuple[str, ...] | None,
     levels: tuple[float, ...] | None,
     seed: int,
+    severity_protocol: str,
     name: str | None,
     hu_range: tuple[float, float] | None,
     patch_size: tuple[int, int, int] | None,
@@ -248,6 +262,7 @@ def run(
             levels=levels or SEVERITY_LEVELS,
             seed=seed,
             hu_range=hu_range,
+            protocol=severity_protocol,
         )
         predictor = make_predictor(
             loaded.module,
@@ -277,7 +292,8 @@ def run(
         )
         click.echo(
             f'ramp-stress: {name} on {data} ({split}){shard_text}:'
-            f' {len(protocol.settings) - 1} corrupted settings + clean,'
+            f' {len(protocol.settings) - 1} corrupted settings + clean'
+            f' ({describe_protocol(protocol.protocol)} severity protocol),'
             f' HU window {protocol.hu_range}, patch {patch_size}, overlap {overlap},'
             f' device {device}',
             err=True,

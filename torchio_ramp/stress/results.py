@@ -28,6 +28,8 @@ from .metrics import check_confidence
 from .metrics import nanmean
 from .metrics import pooled_mean
 from .metrics import robustness
+from .protocol import LEGACY_PROTOCOL
+from .protocol import PROTOCOLS
 from .protocol import Setting
 
 HIGH_SEVERITY = 0.15
@@ -178,6 +180,18 @@ class StressResults:
         )
 
     @property
+    def protocol(self) -> str | None:
+        """Severity protocol of the run (``'paired'`` or ``'independent'``).
+
+        Read from the header; a header without one predates the paired
+        protocol (``'independent'``); ``None`` for results built in memory.
+        """
+        arguments = self.header.get('arguments')
+        if arguments is None:
+            return None
+        return str(arguments.get('protocol', LEGACY_PROTOCOL))
+
+    @property
     def complete(self) -> bool:
         """Whether every expected subject has results."""
         return set(self.expected_subjects) <= set(self.subjects)
@@ -307,6 +321,8 @@ def summarize(
     Returns:
         ``model``, ``dataset``, ``synthetic``, ``subjects`` (count),
         ``complete``, ``settings`` (count of corrupted settings),
+        ``protocol`` and ``protocol_version`` (the severity protocol; ``None``
+        for results built in memory),
         ``robustness`` (clean, corrupted, gap, worst_case: Table 5),
         ``families`` (Table 7, Fig. 4) and ``levels`` (Fig. 5) as estimates,
         ``setting_dice`` (mean subject Dice per setting name), ``organs``
@@ -371,6 +387,8 @@ def summarize(
         'expected_subjects': len(results.expected_subjects or results.subjects),
         'complete': results.complete,
         'settings': corrupted.shape[1],
+        'protocol': results.protocol,
+        'protocol_version': PROTOCOLS.get(results.protocol or ''),
         'bootstrap': {'resamples': resamples, 'seed': seed, 'confidence': confidence},
         'robustness': robustness(subject, indices, confidence).to_dict(),
         'families': {f: e.to_dict() for f, e in families.items()},
