@@ -565,3 +565,105 @@ def gate(
         click.echo(f'Gate: FAIL ({", ".join(failed)})')
         raise SystemExit(1)
     click.echo(f'Gate: PASS ({total} requirement check(s))')
+
+
+def _spacing(ctx, param, value: str | None) -> tuple[float, float, float] | None:
+    from .units import parse_spacing
+
+    if value is None:
+        return None
+    try:
+        return parse_spacing(value, '--spacing')
+    except ValueError as error:
+        raise click.BadParameter(str(error).removeprefix('--spacing ')) from error
+
+
+@main.command(context_settings=CONTEXT)
+@click.option(
+    '--hu-range',
+    nargs=2,
+    type=float,
+    default=(-200.0, 300.0),
+    show_default=True,
+    metavar='LOW HIGH',
+    help="HU window of the normalisation (the model's).",
+)
+@click.option(
+    '--spacing',
+    callback=_spacing,
+    default='1',
+    show_default=True,
+    metavar='MM|X,Y,Z',
+    help='Voxel spacing in mm, in the image axis order (e.g. 1.5,1.5,3).',
+)
+@click.option(
+    '--families',
+    multiple=True,
+    callback=family_names,
+    help='Corruption families, comma-separated or repeated [default: all 13].',
+)
+@click.option(
+    '--levels',
+    multiple=True,
+    callback=_levels,
+    help='Severity levels, comma-separated [default: 0.05,0.1,0.15,0.2,0.25].',
+)
+@click.option('--json', 'as_json', is_flag=True, help='Print JSON instead of a table.')
+def levels(
+    hu_range: tuple[float, float],
+    spacing: tuple[float, float, float],
+    families: tuple[str, ...] | None,
+    levels: tuple[float, ...] | None,
+    as_json: bool,
+) -> None:
+    """Severity levels in clinical units (HU, mm, %) for a window and spacing.
+
+    \b
+    Intensities scale with the window width (noise std, shifts, stripe
+    offsets in HU); Gaussian sigmas become a FWHM in mm per axis (2.3548
+    sigma x spacing); down-sampling gives an effective voxel size (slice
+    thickness) in mm; relative parameters are in %. Per-axis values are
+    printed X x Y x Z.
+
+    \b
+    Example:
+      ramp-stress levels --hu-range -200 300 --spacing 1.5,1.5,3
+    """
+    import json
+
+    from .predictors import parse_hu_range
+    from .units import physical_table
+    from .units import table_rows
+
+    try:
+        parse_hu_range(hu_range, 'LOW HIGH')
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="'--hu-range'") from error
+    rows = physical_table(
+        hu_range, spacing, families=families, levels=levels or SEVERITY_LEVELS
+    )
+    if as_json:
+        data = {
+            'hu_range': list(hu_range),
+            'spacing': list(spacing),
+            'rows': [
+                {
+                    'family': row['family'],
+                    'quantity': row['quantity'],
+                    'unit': row['unit'],
+                    'values': {f'{k:g}': v for k, v in row['values'].items()},
+                    'parameters': {f'{k:g}': v for k, v in row['parameters'].items()},
+                }
+                for row in rows
+            ],
+        }
+        click.echo(json.dumps(data, indent=1))
+        return
+    header, body = table_rows(rows)
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    click.echo(
+        f'HU window {hu_range[0]:g} to {hu_range[1]:g}, spacing'
+        f' {" x ".join(f"{s:g}" for s in spacing)} mm'
+    )
+    for row in [header, *body]:
+        click.echo('  '.join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
