@@ -65,6 +65,17 @@ def _triple(ctx, param, value: str | None) -> tuple[int, int, int] | None:
         raise click.BadParameter(str(error)) from error
 
 
+def _spacing(ctx, param, value: str | None) -> tuple[float, float, float] | None:
+    from .units import parse_spacing
+
+    if value is None:
+        return None
+    try:
+        return parse_spacing(value, '--spacing')
+    except ValueError as error:
+        raise click.BadParameter(str(error).removeprefix('--spacing ')) from error
+
+
 def _default_device() -> str:
     if not torch.cuda.is_available():
         return 'cpu'
@@ -193,6 +204,16 @@ def main() -> None:
     help='Evaluate shard i of n (0-based, e.g. 0/4) [default: RANK/WORLD_SIZE'
     ' under torchrun, else all].',
 )
+@click.option(
+    '--save-worst',
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar='N',
+    help='Keep failure pictures (central slices: clean and every level, with the'
+    ' prediction and the reference) of the N worst subjects of each family in'
+    ' OUT/worst, for the report.',
+)
 @click.option('--progress/--no-progress', default=True, help='Show progress bars.')
 def run(
     model: str,
@@ -212,6 +233,7 @@ def run(
     device: str | None,
     amp: bool,
     shard: str | None,
+    save_worst: int,
     progress: bool,
 ) -> None:
     """Stress-test a model on the clean and corrupted volumes of a split.
@@ -309,6 +331,7 @@ def run(
             session=session,
             shard=shard_value,
             progress=progress,
+            save_worst=save_worst,
         )
     except (FileNotFoundError, ValueError, TypeError, ImportError) as error:
         raise _fail(error) from error
@@ -408,6 +431,13 @@ def merge(inputs: tuple[Path, ...], out: Path) -> None:
     help='Seed of the bootstrap and the permutation tests.',
 )
 @click.option('--figures/--no-figures', default=True, help='Draw the PNG figures.')
+@click.option(
+    '--spacing',
+    callback=_spacing,
+    metavar='MM|X,Y,Z',
+    help='Voxel spacing in mm of the severity table in clinical units [default:'
+    " the median of the dataset's manifest].",
+)
 def report(
     results: tuple[Path, ...],
     out: Path,
@@ -416,8 +446,9 @@ def report(
     resamples: int,
     seed: int,
     figures: bool,
+    spacing: tuple[float, float, float] | None,
 ) -> None:
-    """Write report.md and figures from RESULTS (results folders or CSV files).
+    """Write report.md, report.html and figures from RESULTS (folders or CSVs).
 
     \b
     Tables: summary with 95% bootstrap CIs (paper Table 5), improvement
@@ -425,12 +456,27 @@ def report(
     (Table 9), per organ with volume errors (Table 10), mCE and paired tests
     vs --baseline. Figures (matplotlib, the "plot" extra): heatmap (Fig. 4),
     Dice vs severity (Fig. 5), clean vs corrupted (Fig. 3), organ bars.
+    Also shown: the `ramp-stress gate` verdicts recorded in each run's
+    summary.json, the severities in HU / mm, and the failure pictures of runs
+    made with --save-worst. report.html is the same report as one page
+    (inline style, the PNGs beside it, no JavaScript).
     """
+    import json
+
     from .report import write_report
 
     try:
         files = [find_results(path) for path in results]
         loaded = [load_results(path) for path in files]
+        gates, pictures = {}, {}
+        for file, result in zip(files, loaded, strict=True):
+            summary_path = file.parent / 'summary.json'
+            if summary_path.is_file():
+                summary = json.loads(summary_path.read_text(encoding='utf-8'))
+                if isinstance(summary, dict) and summary.get('gate'):
+                    gates[result.model] = summary['gate']
+            if (file.parent / 'worst').is_dir():
+                pictures[result.model] = file.parent
         path = write_report(
             loaded,
             out,
@@ -440,10 +486,13 @@ def report(
             resamples=resamples,
             seed=seed,
             sources=[str(p) for p in files],
+            gates=gates,
+            pictures=pictures,
+            spacing=spacing,
         )
     except (FileNotFoundError, ValueError, ImportError) as error:
         raise _fail(error) from error
-    click.echo(f'Report: {path}')
+    click.echo(f'Report: {path} and {path.with_name("report.html")}')
 
 
 class _BadInput(click.ClickException):
@@ -565,17 +614,6 @@ def gate(
         click.echo(f'Gate: FAIL ({", ".join(failed)})')
         raise SystemExit(1)
     click.echo(f'Gate: PASS ({total} requirement check(s))')
-
-
-def _spacing(ctx, param, value: str | None) -> tuple[float, float, float] | None:
-    from .units import parse_spacing
-
-    if value is None:
-        return None
-    try:
-        return parse_spacing(value, '--spacing')
-    except ValueError as error:
-        raise click.BadParameter(str(error).removeprefix('--spacing ')) from error
 
 
 @main.command(context_settings=CONTEXT)
