@@ -7,26 +7,17 @@ prepared dataset split), ``merge`` (combine the shard files of a run) and
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
-import torch
 
 from .. import __version__
 from ..cli_options import family_names
 from ..cli_options import split_list
-from ..datasets import read_dataset_info
 from ..operators import SEVERITY_LEVELS
-from .predictors import check_output
-from .predictors import default_overlap
-from .predictors import load_model
-from .predictors import make_predictor
 from .predictors import parse_patch_size
 from .protocol import DEFAULT_PROTOCOL
 from .protocol import PROTOCOLS
-from .protocol import StressProtocol
-from .protocol import describe_protocol
 from .store import find_results
 from .store import load_results
 from .store import merge_shards
@@ -77,9 +68,9 @@ def _spacing(ctx, param, value: str | None) -> tuple[float, float, float] | None
 
 
 def _default_device() -> str:
-    if not torch.cuda.is_available():
-        return 'cpu'
-    return f'cuda:{int(os.environ.get("LOCAL_RANK", 0))}'
+    from .api import default_device
+
+    return default_device()
 
 
 @click.group(context_settings=CONTEXT)
@@ -248,90 +239,30 @@ def run(
     OUT/results.shard-i-of-n.csv; the last shard to finish merges them when
     they share OUT, otherwise run `ramp-stress merge`.
     """
-    from .runner import run_stress_test
+    from .api import stress_test_model
 
-    device = device or _default_device()
     try:
-        shard_value = parse_shard(shard) if shard else shard_from_environment()
-        read_dataset_info(data)
-        loaded = load_model(model, weights, device=device)
-        config = loaded.config
-        where = f' or add it to the sidecar {loaded.path.with_suffix(".json")}'
-        if hu_range is None:
-            if config.hu_range is None:
-                raise ValueError(
-                    f'the HU window of {loaded.path} is unknown: pass --hu-range LOW'
-                    f' HIGH (the one used in training){where}'
-                )
-            hu_range = config.hu_range
-        if patch_size is None:
-            if config.patch_size is None:
-                raise ValueError(
-                    f'the patch size of {loaded.path} is unknown: pass --patch-size'
-                    f' N{where}'
-                )
-            patch_size = config.patch_size
-        overlap = overlap or default_overlap(patch_size)
-        num_classes = check_output(
-            loaded.module,
-            patch_size,
-            num_classes=config.num_classes,
-            device=device,
-            name=str(loaded.path),
-        )
-        protocol = StressProtocol(
-            families=families,
-            levels=levels or SEVERITY_LEVELS,
-            seed=seed,
-            hu_range=hu_range,
-            protocol=severity_protocol,
-        )
-        predictor = make_predictor(
-            loaded.module,
-            patch_size,
-            overlap=overlap,
-            batch_size=batch_size,
-            device=device,
-            amp=amp,
-        )
-        name = name or loaded.name
-        model_arguments = {
-            **loaded.fingerprint(),
-            'patch_size': list(patch_size),
-            'overlap': list(overlap),
-            'amp': bool(amp and torch.device(device).type == 'cuda'),
-            'num_classes': num_classes,
-            'strategy': config.strategy,
-        }
-        session = {
-            'model_path': str(loaded.path.resolve()),
-            'sidecar': config.source,
-            'device': str(device),
-            'batch_size': batch_size,
-        }
-        shard_text = (
-            '' if shard_value is None else f' shard {shard_value[0]}/{shard_value[1]}'
-        )
-        click.echo(
-            f'ramp-stress: {name} on {data} ({split}){shard_text}:'
-            f' {len(protocol.settings) - 1} corrupted settings + clean'
-            f' ({describe_protocol(protocol.protocol)} severity protocol),'
-            f' HU window {protocol.hu_range}, patch {patch_size}, overlap {overlap},'
-            f' device {device}',
-            err=True,
-        )
-        outcome = run_stress_test(
-            predictor,
+        outcome = stress_test_model(
+            model,
             data,
             out,
+            weights=weights,
             split=split,
-            protocol=protocol,
+            families=families,
+            levels=levels,
+            seed=seed,
+            protocol=severity_protocol,
             name=name,
-            model_arguments=model_arguments,
-            session=session,
-            shard=shard_value,
-            progress=progress,
+            hu_range=hu_range,
+            patch_size=patch_size,
+            overlap=overlap,
+            batch_size=batch_size,
+            device=device or _default_device(),
+            amp=amp,
+            shard=parse_shard(shard) if shard else shard_from_environment(),
             save_worst=save_worst,
+            progress=progress,
+            announce=lambda line: click.echo(line, err=True),
         )
     except (FileNotFoundError, ValueError, TypeError, ImportError) as error:
         raise _fail(error) from error

@@ -216,7 +216,7 @@ def load_model_file(
 
     Example:
         >>> module, config, kind = load_model_file('model.pt2')  # doctest: +SKIP
-        >>> kind
+        >>> kind  # doctest: +SKIP
         'torch.export'
     """
     path = Path(path)
