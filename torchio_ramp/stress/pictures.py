@@ -241,42 +241,76 @@ def overlay(
     return np.where(mask, (1 - alpha) * rgb + alpha * colours, rgb)
 
 
+def outline(mask: np.ndarray) -> np.ndarray:
+    """Boundary pixels of a 2-D mask (inside pixels with an outside 4-neighbour).
+
+    Example:
+        >>> mask = np.zeros((5, 5), bool); mask[1:4, 1:4] = True
+        >>> outline(mask).sum()
+        8
+    """
+    mask = np.asarray(mask, bool)
+    padded = np.pad(mask, 1)
+    inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return mask & ~inner
+
+
+def _tile(entry: Mapping[str, Any], column: int, scale: int) -> np.ndarray:
+    rgb = overlay(
+        entry['images'][column].astype(np.float32), entry['predictions'][column]
+    )
+    rgb[outline(entry['label'] > 0)] = 1.0  # the reference, outlined in white
+    return rgb.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
 def draw_strip(
     entries: Sequence[Mapping[str, Any]],
     path: Path,
     title: str,
+    tile: int = 128,
 ) -> Path:
     """One family's strip: a row per subject, clean then each level.
 
-    The slice is shown with the image's first axis vertical; the prediction
-    is overlaid in colour, the reference outlined in white; each panel is
-    titled with the level and the subject's Dice there.
+    The slices (first image axis vertical) are enlarged to about ``tile``
+    pixels without interpolation, the prediction overlaid in colour and the
+    reference outlined in white; above each row the subject, above each
+    panel the level and the subject's Dice there. Drawn as one image, so a
+    strip costs a few milliseconds.
     """
     from .report import _pyplot_free_figure
-    from .report import _save
 
     figure_class, canvas = _pyplot_free_figure()
+    height, width = entries[0]['label'].shape
+    scale = max(1, tile // max(height, width))
+    gap, band, top = 6, 30, 22
     columns = max(len(e['levels']) for e in entries)
-    rows = len(entries)
-    figure = figure_class(figsize=(1.7 * columns, 1.8 * rows + 0.4))
-    figure.suptitle(title, fontsize=9)
+    cell_h, cell_w = height * scale + band, width * scale
+    mosaic = np.ones(
+        (top + len(entries) * (cell_h + gap), columns * (cell_w + gap) + gap, 3),
+        dtype=np.float32,
+    )
+    labels = []
     for r, entry in enumerate(entries):
+        y = top + r * (cell_h + gap) + band
         for c, level in enumerate(entry['levels']):
-            axis = figure.add_subplot(rows, columns, r * columns + c + 1)
-            axis.imshow(
-                overlay(entry['images'][c].astype(np.float32), entry['predictions'][c]),
-                interpolation='nearest',
-            )
-            label = entry['label']
-            if label.any() and min(label.shape) > 1:
-                axis.contour(label > 0, levels=[0.5], colors='white', linewidths=0.6)
+            x = gap + c * (cell_w + gap)
+            mosaic[y : y + height * scale, x : x + cell_w] = _tile(entry, c, scale)
             dice = float(entry['dice'][c])
-            name = 'clean' if level == 0 else f'level {level:g}'
             text = 'n/a' if math.isnan(dice) else f'{dice:.2f}'
-            axis.set_title(f'{name}: Dice {text}', fontsize=7)
-            axis.set_xticks([])
-            axis.set_yticks([])
+            name = 'clean' if level == 0 else f'level {level:g}'
+            labels.append((x, y - 3, f'{name}: Dice {text}', 'normal'))
             if c == 0:
-                axis.set_ylabel(entry['subject'], fontsize=7)
-    figure.tight_layout()
-    return _save(figure, canvas, path)
+                labels.append((x, y - 16, str(entry['subject']), 'bold'))
+    dpi = 100
+    figure = figure_class(
+        figsize=(mosaic.shape[1] / dpi, mosaic.shape[0] / dpi), dpi=dpi
+    )
+    canvas(figure)
+    axis = figure.add_axes((0, 0, 1, 1))
+    axis.imshow(mosaic, interpolation='nearest')
+    axis.set_axis_off()
+    axis.text(gap, top - 6, title, fontsize=10, weight='bold', va='bottom')
+    for x, y, text, weight in labels:
+        axis.text(x, y, text, fontsize=7, weight=weight, va='bottom')
+    figure.savefig(path, dpi=dpi)
+    return path
