@@ -13,7 +13,8 @@ radiologist reads:
 * down-sampling by ``f`` leaves an effective voxel size of ``f x spacing``
   mm (an effective slice thickness along the slice axis);
 * multiplicative or relative parameters (speckle, bias field, ghost weight,
-  contrast blend, salt-and-pepper probability) are given in percent.
+  contrast blend, salt-and-pepper probability) are given in percent;
+* a family registered by the user is listed with its raw parameters.
 
 Spacing is in the image's axis order (TorchIO's ``spacing``, usually
 ``x, y, z`` with ``z`` the slice axis).
@@ -68,7 +69,8 @@ class Quantity:
 
     Attributes:
         name: What it is, e.g. ``'noise std'``.
-        unit: ``'HU'``, ``'mm'`` or ``'%'``.
+        unit: ``'HU'``, ``'mm'`` or ``'%'`` (``''``: a family parameter
+            without a clinical unit).
         value: ``(kernel parameters, scanner) -> number`` (or one number per
             axis, for ``mm``).
     """
@@ -185,7 +187,12 @@ def physical_table(
         parameters = {
             level: operator.severity(operator, float(level)) for level in levels
         }
-        for quantity in QUANTITIES[family]:
+        quantities = QUANTITIES.get(family) or tuple(
+            # A registered family without a clinical reading: its raw parameters
+            Quantity(p.name, '', lambda values, _, name=p.name: values[name])
+            for p in operator.parameters
+        )
+        for quantity in quantities:
             rows.append(
                 {
                     'family': family,
