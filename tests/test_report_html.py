@@ -179,7 +179,7 @@ def test_markdown_subset():
         '| h | v |\n|---|---|\n| `a` | FAIL |\n\n![fig](f.png)'
     )
     assert html.splitlines() == [
-        '<h1>A &lt;b&gt;</h1>',
+        '<h1 id="a-b">A &lt;b&gt;</h1>',
         '<blockquote><strong>Note</strong> <code>x&lt;y</code></blockquote>',
         '<ul><li>one</li><li>two</li></ul>',
         '<p>text <em>it</em> line next</p>',

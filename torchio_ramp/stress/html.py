@@ -82,16 +82,28 @@ def _table(lines: Sequence[str]) -> str:
     )
 
 
+def _anchor(text: str, used: set[str]) -> str:
+    """A unique ``id`` for a heading: lower-case words joined by hyphens."""
+    base = '-'.join(re.findall(r'[a-z0-9]+', text.lower())) or 'section'
+    anchor, number = base, 1
+    while anchor in used:
+        number += 1
+        anchor = f'{base}-{number}'
+    used.add(anchor)
+    return anchor
+
+
 def to_html(markdown: str) -> str:
     """HTML body of the report's Markdown.
 
     Example:
         >>> print(to_html('# Title\\n\\n| a | b |\\n|---|---|\\n| 1 | PASS |'))
-        <h1>Title</h1>
+        <h1 id="title">Title</h1>
         <table><thead><tr><th>a</th><th>b</th></tr></thead><tbody><tr><td>1</td><td class="pass"><span class="pass">PASS</span></td></tr></tbody></table>
     """  # noqa: E501
     lines = markdown.splitlines()
     out: list[str] = []
+    used: set[str] = set()
     i = 0
     while i < len(lines):
         line = lines[i].rstrip()
@@ -102,7 +114,9 @@ def to_html(markdown: str) -> str:
         image = _IMAGE.match(line.strip())
         if heading:
             level = len(heading.group(1))
-            out.append(f'<h{level}>{inline(heading.group(2))}</h{level}>')
+            anchor = _anchor(heading.group(2), used)
+            body = inline(heading.group(2))
+            out.append(f'<h{level} id="{anchor}">{body}</h{level}>')
             i += 1
         elif image:
             alt = html.escape(image.group('alt'))
