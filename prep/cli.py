@@ -35,11 +35,14 @@ def _fractions(ctx, param, value: str) -> tuple[float, float, float]:
 
 
 def _out_folder(ctx, param, value: str) -> Path:
-    """Refuse an empty OUT: ``""`` would silently mean the current folder."""
+    """Refuse an empty OUT: ``""`` would silently mean the current folder.
+
+    An unset variable (``ramp-prep totalseg SRC "$nnUNet_raw"``) gives one.
+    """
     if not value.strip():
         raise click.BadParameter(
-            f'{value!r} is not a folder name; pass a path (use . for the '
-            'current folder)'
+            f'OUT is empty: {value!r} is not a folder name (an unset variable'
+            ' such as $nnUNet_raw?); pass a path (use . for the current folder)'
         )
     return Path(value)
 
@@ -61,17 +64,6 @@ def _triple(kind: type) -> Callable[..., tuple]:
         return parts
 
     return parse
-
-
-def _out_folder(ctx, param, value: str) -> Path:
-    # An unset variable (`ramp-prep totalseg SRC "$nnUNet_raw"`) must not mean
-    # the current folder.
-    if not value.strip():
-        raise click.BadParameter(
-            'OUT is empty (an unset variable such as $nnUNet_raw?); name the '
-            'output folder'
-        )
-    return Path(value)
 
 
 def _conversion_options(func: Callable[..., Any]) -> Callable[..., Any]:
