@@ -763,7 +763,8 @@ def gate(
     '--families',
     multiple=True,
     callback=family_names,
-    help='Corruption families, comma-separated or repeated [default: all 13].',
+    help='Corruption families, comma-separated or repeated'
+    " [default: the paper's pool].",
 )
 @click.option(
     '--levels',
