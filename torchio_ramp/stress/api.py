@@ -12,13 +12,13 @@ match the command's.)
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from ..arguments import resolve_device
 from ..datasets import read_dataset_info
 from ..operators import SEVERITY_LEVELS
 from .predictors import check_output
@@ -33,18 +33,6 @@ from .runner import RunOutcome
 from .runner import dataset_classes
 from .runner import expected_channels
 from .runner import run_stress_test
-
-
-def default_device() -> str:
-    """``cuda:$LOCAL_RANK`` when CUDA is available, else ``cpu``.
-
-    Example:
-        >>> default_device() in ('cpu', 'cuda:0')  # doctest: +SKIP
-        True
-    """
-    if not torch.cuda.is_available():
-        return 'cpu'
-    return f'cuda:{int(os.environ.get("LOCAL_RANK", 0))}'
 
 
 def stress_test_model(
@@ -90,7 +78,8 @@ def stress_test_model(
         patch_size: Sliding-window patch (default: the sidecar).
         overlap: Patch overlap in voxels (default: half the patch).
         batch_size: Patches per forward pass.
-        device: Inference device (default: :func:`default_device`).
+        device: Inference device (default ``'auto'``: see
+            :func:`~torchio_ramp.arguments.resolve_device`).
         amp: bfloat16 autocast (CUDA only).
         shard: ``(index, count)`` or ``None``.
         save_worst: Failure pictures of the worst subjects per family.
@@ -112,7 +101,7 @@ def stress_test_model(
         >>> outcome.summary  # doctest: +SKIP
         PosixPath('results/ramp/summary.json')
     """  # noqa: E501
-    device = device or default_device()
+    device = str(resolve_device(device))
     info = read_dataset_info(data)
     channels = expected_channels(dataset_classes(info))
     loaded = load_model(model, weights, device=device)

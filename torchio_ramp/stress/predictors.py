@@ -60,7 +60,8 @@ from typing import Any
 
 import torch
 
-from ..cli_options import check_device
+from ..arguments import check_device
+from ..arguments import parse_size
 from ..inference import SlidingWindowPredictor
 from .loaders import load_model_file
 from .store import file_sha256
@@ -109,22 +110,13 @@ def find_sidecar(model_path: str | Path) -> Path | None:
 
 
 def parse_patch_size(value: Any, name: str = 'patch_size') -> tuple[int, int, int]:
-    """One positive int or three, as a triple.
+    """One positive int or three, as a triple (:func:`~torchio_ramp.arguments.parse_size`).
 
     Example:
         >>> parse_patch_size(64), parse_patch_size([96, 96, 64])
         ((64, 64, 64), (96, 96, 64))
-    """
-    values = [value] * 3 if isinstance(value, int) else value
-    try:
-        values = list(values)
-    except TypeError:
-        values = []
-    if len(values) != 3 or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
-    ):
-        raise ValueError(f'{name} must be one positive integer or three, not {value!r}')
-    return (values[0], values[1], values[2])
+    """  # noqa: E501
+    return parse_size(value, name)
 
 
 def parse_hu_range(value: Any, name: str = 'hu_range') -> tuple[float, float]:
