@@ -1,15 +1,21 @@
 """Doctest collection: modules of an optional extra are skipped without it.
 
 ``pytest`` collects the doctests of every module under ``torchio_ramp``; a
-module that needs an extra's package (``torchio_ramp.monai`` needs ``monai``)
-cannot be imported without it, so it is left out when that package is absent.
+module that needs an extra's package (``torchio_ramp.monai`` needs ``monai``,
+the nnU-Net trainers need ``nnunetv2``) cannot be imported without it, so it is
+left out when that package is absent. The nnU-Net trainer files under
+``torchio_ramp/nnunet/ext`` are copied into nnU-Net, never imported from here.
 """
 
 from __future__ import annotations
 
 import importlib.util
 
-OPTIONAL_MODULES = {'torchio_ramp/monai.py': 'monai'}
+OPTIONAL_MODULES = {
+    'torchio_ramp/monai.py': 'monai',
+    'torchio_ramp/nnunet/augment.py': 'nnunetv2',
+    'torchio_ramp/nnunet/trainers.py': 'nnunetv2',
+}
 """Module path -> the package it needs (installed by the matching extra)."""
 
 
@@ -20,6 +26,7 @@ def _missing(package: str) -> bool:
         return True
 
 
+collect_ignore_glob = ['torchio_ramp/nnunet/ext/*']
 collect_ignore = [
     path for path, package in OPTIONAL_MODULES.items() if _missing(package)
 ]
