@@ -12,7 +12,6 @@ Build: ``sphinx-build -W --keep-going -b html docs docs/_build/html``.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 from pathlib import Path
@@ -68,36 +67,6 @@ myst_substitutions = {
 }
 
 
-def _importable(target: str) -> bool:
-    module, _, attribute = target.partition(':')
-    try:
-        return hasattr(importlib.import_module(module), attribute)
-    except ImportError:
-        return False
-
-
-TRAIN_CLI = 'torchio_ramp.training.cli:main'
-TRAIN_MARKER = '<!-- ramp-train reference -->'
-
-
-def _cli_page(app, docname: str, source: list[str]) -> None:
-    """Insert ``ramp-train``'s reference where the console script exists."""
-    if docname != 'cli' or TRAIN_MARKER not in source[0]:
-        return
-    if _importable(TRAIN_CLI):
-        block = (
-            '## ramp-train\n\n'
-            '```{eval-rst}\n'
-            f'.. click:: {TRAIN_CLI}\n'
-            '   :prog: ramp-train\n'
-            '   :nested: full\n'
-            '```\n'
-        )
-    else:
-        block = ''
-    source[0] = source[0].replace(TRAIN_MARKER, block)
-
-
 _documented: set[int] = set()
 
 
@@ -148,7 +117,6 @@ logging.getLogger('sphinx.sphinx.directives.other').addFilter(_EmptyGlobType())
 
 
 def setup(app):
-    app.connect('source-read', _cli_page)
     app.connect('sphinx-click-process-description', _plain_help)
     app.connect('sphinx-click-process-options', _plain_help)
     app.connect('autodoc-skip-member', _skip_duplicates)

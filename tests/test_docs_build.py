@@ -30,6 +30,7 @@ def test_sphinx_site_builds_without_warnings(tmp_path):
     assert 'id="torchio_ramp.kernels.gaussian_noise"' in api
     cli = (site / 'cli.html').read_text(encoding='utf-8')
     text = html.unescape(re.sub(r'<[^>]+>', '', cli))
-    for usage in ('ramp-prep totalseg [OPTIONS] SRC OUT', 'ramp-stress run [OPTIONS]'):
+    usages = ('ramp-prep totalseg [OPTIONS] SRC OUT', 'ramp-stress run [OPTIONS]')
+    for usage in (*usages, 'ramp-train [OPTIONS]'):
         assert usage in text
     assert '--layout' in text and '--families' in text
