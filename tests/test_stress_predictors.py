@@ -191,3 +191,13 @@ def test_factory_found_from_the_working_directory(tmp_path, monkeypatch):
     )
     loaded = load_model('my_net_module_for_stress:build', Path('net.pth'))
     assert isinstance(loaded.module, torch.nn.Conv3d)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='CUDA is available here')
+def test_cuda_device_without_cuda_says_so(tmp_path):
+    path = tmp_path / 'model.pt'
+    torch.jit.save(torch.jit.script(torch.nn.Conv3d(1, 6, 1)), path)
+    (tmp_path / 'model.json').write_text('{"hu_range": [-200, 300], "patch_size": 8}')
+    with pytest.raises(ValueError, match="device 'cuda': CUDA is not available"):
+        load_model(path, device='cuda')
+    assert load_model(path, device='cpu').name == 'model'

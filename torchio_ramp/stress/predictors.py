@@ -319,7 +319,8 @@ def load_model(
     Raises:
         FileNotFoundError: If the model or weights file is missing.
         ValueError: If it cannot be loaded (not TorchScript, no factory,
-            weights that do not fit); the message names the file.
+            weights that do not fit; the message names the file) or the
+            device is CUDA where CUDA is not available.
 
     Example:
         >>> loaded = load_model('runs/ramp/model.pt')  # doctest: +SKIP
@@ -327,6 +328,12 @@ def load_model(
         ('model', (96, 96, 96))
     """
     device = torch.device(device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        message = (
+            f'device {str(device)!r}: CUDA is not available on this machine or'
+            " in this torch build; use device='cpu'"
+        )
+        raise ValueError(message)
     spec = str(model)
     path = Path(model)
     if path.is_file():
