@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 import torchio_ramp as tr
+from torchio_ramp.families import PAPER_FAMILIES
 from torchio_ramp.families import severity_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,7 +166,8 @@ def test_code_blocks_run(page, stand_ins, tmp_path, monkeypatch):
             )
 
 
-# The augmentation page's tables are the registries' (they were written from them).
+# The augmentation page's tables are the registries' for the paper's pool (Table 2);
+# families registered beyond it are documented by their own docstrings.
 
 AUGMENTATION = (ROOT / 'docs' / 'augmentation.md').read_text(encoding='utf-8')
 DOCS_TEXT = '\n'.join(page.read_text(encoding='utf-8') for page in PAGES)
@@ -183,7 +185,7 @@ def _row(name: str) -> str:
     return rows[0]
 
 
-@pytest.mark.parametrize('family', tr.FAMILY_NAMES)
+@pytest.mark.parametrize('family', PAPER_FAMILIES)
 def test_family_rows_match_the_registry(family):
     row = _row(family)
     for parameter in tr.FAMILIES[family].parameters:
@@ -200,7 +202,9 @@ def test_intensity_rows_match_the_registry(operation):
 
 
 def test_severity_table_matches_the_registry():
-    for entry in severity_table():
+    entries = [e for e in severity_table() if e['family'] in PAPER_FAMILIES]
+    assert {e['family'] for e in entries} == set(PAPER_FAMILIES)
+    for entry in entries:
         values = ' | '.join(f'{entry[level]:g}' for level in tr.SEVERITY_LEVELS)
         expected = f'| `{entry["family"]}` | `{entry["parameter"]}` | {values} |'
         assert expected in AUGMENTATION
