@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+if not (ROOT / 'docs' / 'conf.py').is_file():  # e.g. an unpacked sdist
+    pytest.skip('not a full checkout of the project', allow_module_level=True)
 FOLDERS = ('torchio_ramp', 'prep', 'tests', 'examples', 'benchmarks', 'docs', '.ci')
 TOP_FILES = ('README.md', 'setup.cfg', 'setup.py', 'pyproject.toml', 'MANIFEST.in')
 SUFFIXES = {'.py', '.md', '.txt', '.cfg', '.toml', '.rst', '.ini', '.yml', '.yaml', ''}
