@@ -13,14 +13,7 @@ from contextlib import nullcontext
 import torch
 import torchio as tio
 
-
-def _triplet(value: int | Sequence[int], name: str) -> tuple[int, int, int]:
-    values = (value,) * 3 if isinstance(value, int) else tuple(value)
-    if len(values) != 3 or any(not isinstance(v, int) or v < 0 for v in values):
-        raise ValueError(
-            f'{name} must be one or three non-negative integers, not {value!r}'
-        )
-    return values  # type: ignore[return-value]
+from .arguments import parse_size
 
 
 class SlidingWindowPredictor:
@@ -59,8 +52,8 @@ class SlidingWindowPredictor:
         amp: bool = False,
     ):
         self.model = model
-        self.patch_size = _triplet(patch_size, 'patch_size')
-        self.overlap = _triplet(overlap, 'overlap')
+        self.patch_size = parse_size(patch_size, 'patch_size')
+        self.overlap = parse_size(overlap, 'overlap', allow_zero=True)
         if any(o % 2 for o in self.overlap):
             raise ValueError(f'overlap must be even, not {overlap!r}')
         if any(o >= p for o, p in zip(self.overlap, self.patch_size, strict=True)):
