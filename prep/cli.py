@@ -39,12 +39,14 @@ def _fractions(ctx, param, value: str) -> tuple[float, float, float]:
 
 
 def _out_folder(ctx, param, value: str) -> Path:
-    """Refuse an empty OUT: an unset variable (`ramp-prep totalseg SRC
-    "$nnUNet_raw"`) must not silently mean the current folder."""
+    """Refuse an empty OUT: ``""`` would silently mean the current folder.
+
+    An unset variable (``ramp-prep totalseg SRC "$nnUNet_raw"``) gives one.
+    """
     if not value.strip():
         raise click.BadParameter(
-            f'OUT is empty: {value!r} is not a folder name (an unset variable such'
-            ' as $nnUNet_raw?); pass a path (use . for the current folder)'
+            f'OUT is empty: {value!r} is not a folder name (an unset variable'
+            ' such as $nnUNet_raw?); pass a path (use . for the current folder)'
         )
     return Path(value)
 
