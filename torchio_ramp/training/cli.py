@@ -28,8 +28,10 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from ..cli_options import device_option
 from ..cli_options import family_names
 from ..models import UNET_PRESETS
+from ..operators import MAX_SEED
 from ..pipelines import STRATEGIES
 from .config import TrainingConfig
 from .data import strategy_overrides
@@ -77,6 +79,10 @@ def _sizes(ctx, param, value: str | None) -> tuple[int, int, int] | None:
     if len(parts) != 3 or min(parts) < 0:
         raise click.BadParameter(f'expected N or N,N,N, got {value!r}')
     return (parts[0], parts[1], parts[2])
+
+
+def _device(ctx, param, value: str) -> str:
+    return value if value == 'auto' else device_option(ctx, param, value)
 
 
 def _count(ctx, param, value: str | None) -> int | tuple[int, int] | None:
@@ -191,7 +197,7 @@ def _count(ctx, param, value: str | None) -> int | tuple[int, int] | None:
 )
 @click.option('--lr', type=float, help='Initial LR [default: adamw 1e-3, sgd 1e-2].')
 @click.option('--weight-decay', type=float, default=3e-5, show_default=True)
-@click.option('--seed', type=int, default=0, show_default=True)
+@click.option('--seed', type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @click.option(
     '--val-overlap',
     callback=_sizes,
@@ -202,6 +208,7 @@ def _count(ctx, param, value: str | None) -> int | tuple[int, int] | None:
     '--device',
     default='auto',
     show_default=True,
+    callback=_device,
     help='auto (cuda:$LOCAL_RANK if available, else cpu), cpu, cuda, cuda:1...',
 )
 @click.option('--amp', is_flag=True, help='bfloat16 autocast on CUDA.')
@@ -230,6 +237,9 @@ def main(ctx: click.Context, out: Path, resume: bool, progress: bool, **options)
         result = train(config, resume=resume, progress=progress)
     except (FileExistsError, FileNotFoundError, ValueError, TypeError) as error:
         raise click.ClickException(str(error)) from error
+    except OSError as error:  # e.g. disk full while saving a checkpoint
+        where = error.filename if error.filename is not None else out
+        raise click.ClickException(f'{where}: {error.strerror or error}') from error
     if result.run.path.is_dir() and _is_main():
         run = result.run
         click.echo(

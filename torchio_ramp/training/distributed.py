@@ -9,6 +9,8 @@ import torch
 import torch.distributed as dist
 import torchio as tio
 
+from ..cli_options import check_device
+
 
 @dataclass(frozen=True)
 class DistributedContext:
@@ -65,7 +67,7 @@ def resolve_device(name: str, context: DistributedContext) -> torch.device:
         if torch.cuda.is_available():
             return torch.device('cuda', context.local_rank)
         return torch.device('cpu')
-    device = torch.device(name)
+    device = check_device(name, 'device')
     if device.type == 'cuda' and device.index is None:
         device = torch.device('cuda', context.local_rank)
     return device
