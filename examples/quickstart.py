@@ -17,9 +17,12 @@ prints (so you can rerun any step by hand):
    differs. (Trained from scratch, RAMP's much harder training distribution
    needs several times more iterations than a few CPU minutes allow before its
    clean Dice catches up; ``examples/reproduce_phantom.py`` trains from scratch.)
-5. ``ramp-stress run`` for each model: the test split, clean and under every
-   corruption family of the paper x its five severity levels (the full grid);
-6. ``ramp-stress report``: tables and figures comparing the two models.
+5. ``ramp-stress run`` for each model (its ``best.pt2`` torch.export archive,
+   keeping failure pictures of the 2 worst subjects per family): the test split,
+   clean and under every corruption family of the paper x its five severity
+   levels (the full grid);
+6. ``ramp-stress report``: ``report.md`` and ``report.html``, tables, figures
+   and failure pictures comparing the two models.
 
 It prints the headline table and where the report is. The data are SYNTHETIC
 phantoms and the models are tiny and briefly trained: the numbers show the
@@ -242,9 +245,10 @@ def run_quickstart(out: Path, size: Size, *, progress: bool = True) -> dict[str,
     stress = {}
     for strategy, run in runs.items():
         folder = out / 'stress' / strategy
-        args = ['run', '--model', str(run.file(RunFolder.TORCHSCRIPT))]
+        args = ['run', '--model', str(run.file(RunFolder.PROGRAM))]
         args += ['--data', str(prepared), '--out', str(folder), '--name', strategy]
         args += ['--batch-size', str(size.stress_batch_size), '--device', 'cpu']
+        args += ['--save-worst', '2']
         title = (
             f'Stress-test {strategy!r}: clean + {len(PAPER_FAMILIES)} families x'
             f' {len(SEVERITY_LEVELS)} levels'
@@ -276,7 +280,7 @@ def run_quickstart(out: Path, size: Size, *, progress: bool = True) -> dict[str,
         bold=True,
     )
     click.echo(table)
-    click.echo(f'\nReport: {report / "report.md"} (figures beside it)')
+    click.echo(f'\nReport: {report / "report.md"} and report.html (figures beside)')
     click.echo(
         f'Total {total:.0f} s on {torch.get_num_threads()} thread(s): '
         + ', '.join(f'{name} {seconds:.0f} s' for name, seconds in steps.times.items())

@@ -35,11 +35,14 @@ def _fractions(ctx, param, value: str) -> tuple[float, float, float]:
 
 
 def _out_folder(ctx, param, value: str) -> Path:
-    """Refuse an empty OUT: ``""`` would silently mean the current folder."""
+    """Refuse an empty OUT: ``""`` would silently mean the current folder.
+
+    An unset variable (``ramp-prep totalseg SRC "$nnUNet_raw"``) gives one.
+    """
     if not value.strip():
         raise click.BadParameter(
-            f'{value!r} is not a folder name; pass a path (use . for the '
-            'current folder)'
+            f'OUT is empty: {value!r} is not a folder name (an unset variable'
+            ' such as $nnUNet_raw?); pass a path (use . for the current folder)'
         )
     return Path(value)
 
@@ -166,6 +169,10 @@ def _conversion_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _run(dataset: str, **kwargs: Any) -> None:
+    if kwargs['fmt'] == 'nnunet' and kwargs['dataset_id'] is None:
+        raise click.UsageError(
+            '--format nnunet needs --dataset-id N (1..999), the nnU-Net dataset id'
+        )
     keep_going = kwargs.pop('keep_going')
     subject_args = kwargs.pop('subject_args')
     try:
@@ -232,6 +239,7 @@ def main() -> None:
       abdomenct1k  convert AbdomenCT-1K (cross-dataset test set)
       synth        write synthetic phantom CTs in either layout (offline demos)
       split        recompute the train/val/test split of a prepared OUT
+      nnunet-splits  our train/val split as nnU-Net's fold 0 (after planning)
 
     \b
     Output (OUT): images/<id>.nii.gz, labels/<id>.nii.gz (uint8 0..5 on the
@@ -424,6 +432,51 @@ def split(out: Path, seed: int, fractions, basis: str) -> None:
         f'Split {out} with seed {seed}, fractions {list(fractions)}: train '
         f'{len(splits["train"])}, val {len(splits["val"])}, test '
         f'{len(splits["test"])} (cohort {splits["cohort"]["size"]}).'
+    )
+
+
+@main.command(
+    'nnunet-splits',
+    context_settings=CONTEXT,
+    short_help="Write our train/val split as nnU-Net's fold 0.",
+)
+@click.argument('dataset')
+@click.option(
+    '--raw',
+    type=click.Path(file_okay=False, path_type=Path),
+    help='nnU-Net raw folder [default: $nnUNet_raw].',
+)
+@click.option(
+    '--preprocessed',
+    type=click.Path(file_okay=False, path_type=Path),
+    help='nnU-Net preprocessed folder [default: $nnUNet_preprocessed].',
+)
+@click.option(
+    '--overwrite',
+    is_flag=True,
+    help='Replace a splits_final.json that holds other folds.',
+)
+def nnunet_splits(
+    dataset: str, raw: Path | None, preprocessed: Path | None, overwrite: bool
+) -> None:
+    """Make nnU-Net's fold 0 our train/val split (DATASET: id or DatasetNNN_Name).
+
+    \b
+    Writes $nnUNet_preprocessed/DatasetNNN_Name/splits_final.json from the
+    splits.json of the export in $nnUNet_raw, after
+    nnUNetv2_plan_and_preprocess (which copies the export's own
+    splits_final.json when it plans a dataset for the first time). Every id
+    must have been preprocessed. Running it again changes nothing.
+    """
+    from .nnunet import write_nnunet_splits
+
+    try:
+        path, fold, status = write_nnunet_splits(dataset, raw, preprocessed, overwrite)
+    except PrepError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(
+        f'{path}: fold 0 = train {len(fold["train"])}, val {len(fold["val"])} '
+        f'({status}).'
     )
 
 

@@ -35,6 +35,7 @@ from torchio_ramp.datasets import MANIFEST_CSV
 from torchio_ramp.datasets import SPLIT_NAMES
 from torchio_ramp.datasets import SPLITS_JSON
 from torchio_ramp.datasets import TOOL_NAME
+from torchio_ramp.datasets import dataset_name_key
 from torchio_ramp.files import FileLock
 from torchio_ramp.files import LockHeld
 from torchio_ramp.files import json_text
@@ -413,7 +414,8 @@ def build_dataset_json(
         'tool': TOOL_NAME,
         'tool_version': tool_version(),
         'layout': layout.format,
-        'dataset': dataset_name(state),
+        # nnU-Net reads a 'dataset' key as its case -> files mapping
+        dataset_name_key(layout.format): dataset_name(state),
         'synthetic': synthetic,
         'source': {'release': release, 'path': state['src']},
         'class_names': {
@@ -442,7 +444,8 @@ def build_dataset_json(
         info['numTraining'] = len(split['train']) + len(split['val'])
         info['description'] = (
             f'{title}. Test cases are in imagesTs/labelsTs; '
-            'splits_final.json holds the train/val split as fold 0.'
+            'splits_final.json holds the train/val split as fold 0 '
+            '(nnU-Net copies it into nnUNet_preprocessed when planning).'
         )
     return info
 

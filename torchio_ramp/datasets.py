@@ -362,6 +362,25 @@ def phantom_subject(
     )
 
 
+NNUNET_NAME_KEY = 'ramp_dataset'
+"""Key of the dataset name in an nnU-Net export's ``dataset.json``.
+
+nnU-Net reads a ``dataset`` key as an explicit case -> files mapping, so the
+nnU-Net layout stores the name under this key instead; :func:`read_dataset_info`
+returns it as ``dataset`` for both layouts.
+"""
+
+
+def dataset_name_key(layout: str) -> str:
+    """Key of the dataset name in ``dataset.json`` for a layout.
+
+    Example:
+        >>> dataset_name_key('ramp'), dataset_name_key('nnunet')
+        ('dataset', 'ramp_dataset')
+    """
+    return NNUNET_NAME_KEY if layout == 'nnunet' else 'dataset'
+
+
 def read_dataset_info(root: str | Path) -> dict[str, Any]:
     """Read the ``dataset.json`` of a folder prepared by ``ramp-prep``.
 
@@ -410,6 +429,8 @@ def read_dataset_info(root: str | Path) -> dict[str, Any]:
             f'{path} was not written by {TOOL_NAME} (no "tool": "{TOOL_NAME}"); '
             'prepare the dataset with ramp-prep first.'
         )
+    if isinstance(info.get(NNUNET_NAME_KEY), str):
+        info['dataset'] = info[NNUNET_NAME_KEY]
     for key in ('dataset', 'annotated_classes', 'class_names'):
         if key not in info:
             raise ValueError(f'{path} lacks the key {key!r}; re-run ramp-prep.')

@@ -3,7 +3,10 @@
 A *predictor* is any callable ``image (C, D, H, W) float tensor in [0, 1] ->
 integer label map (D, H, W)``. :func:`load_model` reads a model as
 
-* a TorchScript file (``torch.jit.save``), or
+* a model file, recognised by its content (see
+  :mod:`~torchio_ramp.stress.loaders`): a ``torch.export`` archive
+  (``torch.export.save``, ``.pt2``), an ONNX model (run with onnxruntime,
+  the ``onnx`` extra) or a TorchScript file (``torch.jit.save``; legacy), or
 * ``package.module:factory`` plus a ``state_dict`` file (``--weights``): the
   factory (importable from the working directory or ``PYTHONPATH``) is
   called without arguments and must return the network; the
@@ -19,9 +22,10 @@ Model sidecar. The intensity window and the patch size must be those of
 training. The training script writes them to a JSON file next to the model,
 found as ``<model path without suffix>.json`` or, failing that,
 ``config.json`` in the model's folder (for ``module:factory`` the model path
-is the ``--weights`` file); a TorchScript file without either is searched
-for an embedded ``config.json`` (``torch.jit.save(..., _extra_files=...)``,
-as ``torchio_ramp.training`` writes ``best.pt``). Keys (others are ignored):
+is the ``--weights`` file); a model file without either is searched
+for an embedded ``config.json`` (``torch.export.save(..., extra_files=...)``,
+``torch.jit.save(..., _extra_files=...)`` as ``torchio_ramp.training`` writes
+``best.pt``, or an ONNX metadata property ``config.json``). Keys (others are ignored):
 
 * ``hu_range``: ``[low, high]`` Hounsfield window of
   :class:`~torchio_ramp.CTNormalize`, e.g. ``[-200, 300]``;
@@ -58,6 +62,7 @@ import torch
 
 from ..cli_options import check_device
 from ..inference import SlidingWindowPredictor
+from .loaders import load_model_file
 from .store import file_sha256
 
 _FACTORY = re.compile(r'[A-Za-z_][\w.]*:[A-Za-z_][\w.]*')
@@ -73,7 +78,7 @@ class ModelConfig:
         num_classes: Output channels incl. background, or ``None``.
         strategy: Augmentation strategy name, or ``None``.
         source: Where the settings came from (a file, or
-            ``'<model>!config.json'`` for a TorchScript extra file), or
+            ``'<model>!config.json'`` for a file embedded in the model), or
             ``None`` if there is no sidecar.
 
     Example:
@@ -146,7 +151,7 @@ def read_model_config(
     """Read the sidecar of a model file (an empty config if there is none).
 
     Args:
-        model_path: The TorchScript or weights file.
+        model_path: The model file or the weights file.
         embedded: Text of a ``config.json`` stored inside the model file,
             used when no sidecar file exists.
 
@@ -223,10 +228,12 @@ class LoadedModel:
     Attributes:
         module: The network (in eval mode).
         name: Default model name (see :func:`default_name`).
-        path: The TorchScript file or the weights file.
+        path: The model file or the weights file.
         spec: The model argument as given (path or ``module:factory``).
         sha256: SHA-256 of :attr:`path`.
         config: Its sidecar.
+        format: ``'torch.export'``, ``'onnx'``, ``'torchscript'`` or
+            ``'factory'``.
 
     Example:
         >>> loaded = load_model('runs/ramp/model.pt')  # doctest: +SKIP
@@ -240,10 +247,11 @@ class LoadedModel:
     spec: str
     sha256: str
     config: ModelConfig
+    format: str = 'torchscript'
 
     def fingerprint(self) -> dict[str, str]:
         """What identifies the model in a run's arguments."""
-        kind = 'torchscript' if self.spec == str(self.path) else self.spec
+        kind = self.format if self.spec == str(self.path) else self.spec
         return {'model': kind, 'model_sha256': self.sha256}
 
 
@@ -319,16 +327,17 @@ def load_model(
     *,
     device: str | torch.device = 'cpu',
 ) -> LoadedModel:
-    """Load a TorchScript file, or ``module:factory`` with a ``state_dict``.
+    """Load a model file (``torch.export``, ONNX, TorchScript), or
+    ``module:factory`` with a ``state_dict``.
 
     Args:
-        model: Path of a TorchScript file, or ``package.module:factory``.
+        model: Path of a model file, or ``package.module:factory``.
         weights: The ``state_dict`` file (only with ``module:factory``).
         device: Where to put the network.
 
     Raises:
         FileNotFoundError: If the model or weights file is missing.
-        ValueError: If it cannot be loaded (not TorchScript, no factory,
+        ValueError: If it cannot be loaded (not a model file, no factory,
             weights that do not fit); the message names the file.
 
     Example:
@@ -343,20 +352,10 @@ def load_model(
         if weights is not None:
             message = (
                 f'--weights is only for --model module:factory; {path} is a file'
-                ' (a TorchScript model holds its weights)'
+                ' (an exported model holds its weights)'
             )
             raise ValueError(message)
-        extra = {'config.json': ''}
-        try:
-            network = torch.jit.load(str(path), map_location=device, _extra_files=extra)
-        except (RuntimeError, ValueError) as error:
-            message = (
-                f'{path} is not a TorchScript file ({str(error).splitlines()[0]}).'
-                ' Save one with torch.jit.save(torch.jit.script(model), path), or'
-                ' pass --model package.module:factory --weights STATE_DICT'
-            )
-            raise ValueError(message) from error
-        embedded = extra['config.json']
+        network, embedded, kind = load_model_file(path, device)
     elif _FACTORY.fullmatch(spec) and not path.exists():
         if weights is None:
             raise ValueError(f'--model {spec} needs --weights STATE_DICT_FILE')
@@ -364,11 +363,11 @@ def load_model(
         if not path.is_file():
             raise FileNotFoundError(f'weights file not found: {path}')
         network = _load_factory(spec, path, device)
-        embedded = None
+        embedded, kind = None, 'factory'
     else:
         raise FileNotFoundError(
-            f'model file not found: {spec} (expected a TorchScript file or'
-            ' package.module:factory with --weights)'
+            f'model file not found: {spec} (expected a torch.export, ONNX or'
+            ' TorchScript file, or package.module:factory with --weights)'
         )
     network.eval()
     config = read_model_config(path, embedded)
@@ -379,6 +378,7 @@ def load_model(
         spec=spec if weights is not None else str(path),
         sha256=file_sha256(path),
         config=config,
+        format=kind,
     )
 
 

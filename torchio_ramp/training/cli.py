@@ -13,10 +13,10 @@ Continue an interrupted run (the saved options are reused)::
 
     ramp-train --out runs/ramp --resume
 
-The run folder receives ``best.pt`` (TorchScript), ``best_state_dict.pt``,
-``last.pt``, ``metrics.csv`` and ``config.json``; stress-test the model with
-``ramp-stress run --model runs/ramp/best.pt --data prepared/totalseg --out
-stress/ramp``. The loop itself is :func:`torchio_ramp.training.train`.
+The run folder receives ``best.pt2`` (``torch.export``), ``best.pt``
+(TorchScript, legacy), ``best_state_dict.pt``, ``last.pt``, ``metrics.csv`` and
+``config.json``; stress-test the model with ``ramp-stress run --model
+runs/ramp/best.pt2 --data prepared/totalseg --out stress/ramp``. The loop itself is :func:`torchio_ramp.training.train`.
 """  # noqa: E501
 
 from __future__ import annotations
@@ -110,7 +110,8 @@ def _count(ctx, param, value: str | None) -> int | tuple[int, int] | None:
     '--out',
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help='Run folder: best.pt, best_state_dict.pt, last.pt, metrics.csv, config.json.',
+    help='Run folder: best.pt2, best.pt, best_state_dict.pt, last.pt, metrics.csv,'
+    ' config.json.',
 )
 @click.option(
     '--strategy',
