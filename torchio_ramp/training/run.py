@@ -127,13 +127,10 @@ class RunFolder:
                 f'{path} is damaged and cannot be resumed from ({_first_line(error)});'
                 ' restore it from a backup, or start a new --out'
             ) from error
-        missing = [
-            k for k in self.LAST_KEYS if not isinstance(state, dict) or k not in state
-        ]
-        if missing:
+        if not isinstance(state, dict):
             raise ValueError(
-                f'{path} is not a training checkpoint of this tool (missing'
-                f' {missing}); restore it, or start a new --out'
+                f'{path} is not a training checkpoint of this tool (it holds a'
+                f' {type(state).__name__}); restore it, or start a new --out'
             )
         return state
 
