@@ -9,9 +9,9 @@ prints (so you can rerun any step by hand):
 
 1. ``ramp-prep synth``: phantom CTs in the TotalSegmentator v2 layout;
 2. ``ramp-prep totalseg``: the five-class dataset with its 70/15/15 split;
-3. ``examples/train.py --strategy baseline``: a small 3D U-Net trained without
+3. ``ramp-train --strategy baseline``: a small 3D U-Net trained without
    augmentation: the shared starting point of both compared models;
-4. ``examples/train.py --init-weights`` from it, twice with the same schedule
+4. ``ramp-train --init-weights`` from it, twice with the same schedule
    and seed: ``baseline`` continues without augmentation, ``ramp`` continues
    with RAMP. Both models get the same number of iterations; only the last half
    differs. (Trained from scratch, RAMP's much harder training distribution
@@ -159,7 +159,7 @@ def training_config(
 
 
 def train_command(config: TrainingConfig) -> str:
-    """The ``examples/train.py`` command line of ``config``."""
+    """The ``ramp-train`` command line of ``config``."""
     args = ['--data', config.data, '--strategy', config.strategy, '--out', config.out]
     args += ['--model', config.model, '--patch-size', str(config.patch_size[0])]
     args += ['--epochs', str(config.epochs)]
@@ -170,7 +170,7 @@ def train_command(config: TrainingConfig) -> str:
     args += ['--device', 'cpu']
     if config.init_weights is not None:
         args += ['--init-weights', config.init_weights]
-    return _command('python examples/train.py', args)
+    return _command('ramp-train', args)
 
 
 def headline(stress: dict[str, Path]) -> tuple[str, dict[str, dict]]:

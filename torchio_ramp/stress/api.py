@@ -12,13 +12,14 @@ match the command's.)
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from ..arguments import check_device
+from ..arguments import resolve_device
 from ..datasets import read_dataset_info
 from ..operators import SEVERITY_LEVELS
 from .predictors import check_output
@@ -33,18 +34,6 @@ from .runner import RunOutcome
 from .runner import dataset_classes
 from .runner import expected_channels
 from .runner import run_stress_test
-
-
-def default_device() -> str:
-    """``cuda:$LOCAL_RANK`` when CUDA is available, else ``cpu``.
-
-    Example:
-        >>> default_device() in ('cpu', 'cuda:0')  # doctest: +SKIP
-        True
-    """
-    if not torch.cuda.is_available():
-        return 'cpu'
-    return f'cuda:{int(os.environ.get("LOCAL_RANK", 0))}'
 
 
 def stress_test_model(
@@ -65,6 +54,7 @@ def stress_test_model(
     batch_size: int = 2,
     device: str | None = None,
     amp: bool = False,
+    aggregation_device: str = 'cpu',
     shard: tuple[int, int] | None = None,
     save_worst: int = 0,
     progress: bool = False,
@@ -90,8 +80,11 @@ def stress_test_model(
         patch_size: Sliding-window patch (default: the sidecar).
         overlap: Patch overlap in voxels (default: half the patch).
         batch_size: Patches per forward pass.
-        device: Inference device (default: :func:`default_device`).
+        device: Inference device (default ``'auto'``: see
+            :func:`~torchio_ramp.arguments.resolve_device`).
         amp: bfloat16 autocast (CUDA only).
+        aggregation_device: Device of the blended output volume (default the
+            CPU: with a CUDA ``device`` only a batch of patches is on the GPU).
         shard: ``(index, count)`` or ``None``.
         save_worst: Failure pictures of the worst subjects per family.
         progress: Show progress bars.
@@ -112,7 +105,8 @@ def stress_test_model(
         >>> outcome.summary  # doctest: +SKIP
         PosixPath('results/ramp/summary.json')
     """  # noqa: E501
-    device = device or default_device()
+    device = str(resolve_device(device))
+    aggregation_device = str(check_device(aggregation_device, 'aggregation_device'))
     info = read_dataset_info(data)
     channels = expected_channels(dataset_classes(info))
     loaded = load_model(model, weights, device=device)
@@ -162,6 +156,7 @@ def stress_test_model(
         batch_size=batch_size,
         device=device,
         amp=amp,
+        aggregation_device=aggregation_device,
     )
     name = name or loaded.name
     model_arguments = {
@@ -176,6 +171,7 @@ def stress_test_model(
         'model_path': str(loaded.path.resolve()),
         'sidecar': config.source,
         'device': str(device),
+        'aggregation_device': aggregation_device,
         'batch_size': batch_size,
     }
     if announce is not None:

@@ -13,15 +13,21 @@ from pathlib import Path
 import click
 
 from .. import __version__
+from ..arguments import device_problem
+from ..cli_options import data_option
 from ..cli_options import device_option
 from ..cli_options import family_names
+from ..cli_options import hu_range_option
+from ..cli_options import progress_option
+from ..cli_options import resolve_device
+from ..cli_options import seed_option
+from ..cli_options import size_option
 from ..cli_options import split_list
 from ..datasets import read_dataset_info
 from ..families import PAPER_FAMILIES
 from ..integrity import VERIFY_ENV
 from ..integrity import VERIFY_MODES
 from ..operators import SEVERITY_LEVELS
-from .predictors import parse_patch_size
 from .protocol import DEFAULT_PROTOCOL
 from .protocol import PROTOCOLS
 from .protocol import StressProtocol
@@ -81,16 +87,6 @@ def _levels(ctx, param, values: tuple[str, ...]) -> tuple[float, ...] | None:
     return levels
 
 
-def _triple(ctx, param, value: str | None) -> tuple[int, int, int] | None:
-    if value is None:
-        return None
-    try:
-        parts = [int(v) for v in value.split(',')]
-        return parse_patch_size(parts[0] if len(parts) == 1 else parts, param.name)
-    except ValueError as error:
-        raise click.BadParameter(str(error)) from error
-
-
 def _spacing(ctx, param, value: str | None) -> tuple[float, float, float] | None:
     from .units import parse_spacing
 
@@ -102,10 +98,11 @@ def _spacing(ctx, param, value: str | None) -> tuple[float, float, float] | None
         raise click.BadParameter(str(error).removeprefix('--spacing ')) from error
 
 
-def _default_device() -> str:
-    from .api import default_device
-
-    return default_device()
+def _aggregation_device(value: str) -> str:
+    device, problem = device_problem(value)
+    if device is None:
+        raise click.BadParameter(problem.removesuffix('; use --device cpu'))
+    return str(device)
 
 
 @click.group(context_settings=CONTEXT)
@@ -158,12 +155,7 @@ def main() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help='state_dict file for --model module:factory (read with weights_only=True).',
 )
-@click.option(
-    '--data',
-    required=True,
-    type=click.Path(path_type=Path),
-    help='Dataset folder prepared by ramp-prep (holds dataset.json).',
-)
+@data_option(required=True)
 @click.option(
     '--split',
     type=click.Choice(['test', 'val', 'train', 'all']),
@@ -190,13 +182,7 @@ def main() -> None:
     callback=_levels,
     help='Severity levels, comma-separated [default: 0.05,0.1,0.15,0.2,0.25].',
 )
-@click.option(
-    '--seed',
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help='Base seed of the corrupted volumes.',
-)
+@seed_option(help='Base seed of the corrupted volumes.')
 @click.option(
     '--protocol',
     'severity_protocol',
@@ -212,23 +198,13 @@ def main() -> None:
     help='Model name in the results [default: the model file stem; for a run'
     " folder's best.pt with config.json, the folder name].",
 )
-@click.option(
-    '--hu-range',
-    nargs=2,
-    type=float,
-    metavar='LOW HIGH',
-    help='HU window of CTNormalize [default: the model sidecar].',
+@hu_range_option(help='HU window of CTNormalize [default: the model sidecar].')
+@size_option(
+    '--patch-size', help='Sliding-window patch size [default: the model sidecar].'
 )
-@click.option(
-    '--patch-size',
-    callback=_triple,
-    metavar='N|N,N,N',
-    help='Sliding-window patch size [default: the model sidecar].',
-)
-@click.option(
+@size_option(
     '--overlap',
-    callback=_triple,
-    metavar='N|N,N,N',
+    allow_zero=True,
     help='Patch overlap in voxels, even [default: half the patch].',
 )
 @click.option(
@@ -238,13 +214,17 @@ def main() -> None:
     show_default=True,
     help='Patches per forward pass.',
 )
-@click.option(
-    '--device',
-    default=None,
-    callback=device_option,
-    help='Inference device [default: cuda:$LOCAL_RANK if CUDA is available, else cpu].',
-)
+@device_option()
 @click.option('--amp', is_flag=True, help='Automatic mixed precision (CUDA only).')
+@click.option(
+    '--aggregation-device',
+    metavar='DEVICE',
+    default='cpu',
+    show_default=True,
+    callback=lambda ctx, param, value: _aggregation_device(value),
+    help='Device holding the blended output volume (e.g. cpu with a CUDA --device:'
+    ' patches on the GPU, the volume in host memory).',
+)
 @click.option(
     '--shard',
     help='Evaluate shard i of n (0-based, e.g. 0/4) [default: RANK/WORLD_SIZE'
@@ -260,7 +240,7 @@ def main() -> None:
     ' prediction and the reference) of the N worst subjects of each family in'
     ' OUT/worst, for the report.',
 )
-@click.option('--progress/--no-progress', default=True, help='Show progress bars.')
+@progress_option()
 @click.option(
     '--verify',
     type=click.Choice(VERIFY_MODES),
@@ -287,8 +267,9 @@ def run(
     patch_size: tuple[int, int, int] | None,
     overlap: tuple[int, int, int] | None,
     batch_size: int,
-    device: str | None,
+    device: str,
     amp: bool,
+    aggregation_device: str,
     shard: str | None,
     save_worst: int,
     progress: bool,
@@ -311,7 +292,7 @@ def run(
 
     if (model is None) == (nnunet is None):
         raise click.UsageError('pass either --model or --nnunet')
-    device = device or _default_device()
+    device = str(resolve_device(device))
     if nnunet is not None:
         given = [
             f'--{k}'
@@ -362,8 +343,9 @@ def run(
             patch_size=patch_size,
             overlap=overlap,
             batch_size=batch_size,
-            device=device or _default_device(),
+            device=device,
             amp=amp,
+            aggregation_device=aggregation_device,
             shard=parse_shard(shard) if shard else shard_from_environment(),
             save_worst=save_worst,
             progress=progress,
@@ -546,13 +528,7 @@ def merge(inputs: tuple[Path, ...], out: Path) -> None:
     show_default=True,
     help='Bootstrap resamples of the 95% confidence intervals.',
 )
-@click.option(
-    '--seed',
-    type=int,
-    default=0,
-    show_default=True,
-    help='Seed of the bootstrap and the permutation tests.',
-)
+@seed_option(help='Seed of the bootstrap and the permutation tests.')
 @click.option('--figures/--no-figures', default=True, help='Draw the PNG figures.')
 @click.option(
     '--spacing',
@@ -763,7 +739,8 @@ def gate(
     '--families',
     multiple=True,
     callback=family_names,
-    help='Corruption families, comma-separated or repeated [default: all 13].',
+    help='Corruption families, comma-separated or repeated'
+    " [default: the paper's pool].",
 )
 @click.option(
     '--levels',

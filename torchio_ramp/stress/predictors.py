@@ -16,7 +16,7 @@ integer label map (D, H, W)``. :func:`load_model` reads a model as
 
 :func:`make_predictor` wraps the network in
 :class:`~torchio_ramp.inference.SlidingWindowPredictor` (TorchIO's
-``GridSampler`` / ``GridAggregator``).
+``GridSampler``, Hann-weighted blending).
 
 Model sidecar. The intensity window and the patch size must be those of
 training. The training script writes them to a JSON file next to the model,
@@ -60,7 +60,8 @@ from typing import Any
 
 import torch
 
-from ..cli_options import check_device
+from ..arguments import check_device
+from ..arguments import parse_size
 from ..inference import SlidingWindowPredictor
 from .loaders import load_model_file
 from .store import file_sha256
@@ -109,22 +110,13 @@ def find_sidecar(model_path: str | Path) -> Path | None:
 
 
 def parse_patch_size(value: Any, name: str = 'patch_size') -> tuple[int, int, int]:
-    """One positive int or three, as a triple.
+    """One positive int or three, as a triple (:func:`~torchio_ramp.arguments.parse_size`).
 
     Example:
         >>> parse_patch_size(64), parse_patch_size([96, 96, 64])
         ((64, 64, 64), (96, 96, 64))
-    """
-    values = [value] * 3 if isinstance(value, int) else value
-    try:
-        values = list(values)
-    except TypeError:
-        values = []
-    if len(values) != 3 or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
-    ):
-        raise ValueError(f'{name} must be one positive integer or three, not {value!r}')
-    return (values[0], values[1], values[2])
+    """  # noqa: E501
+    return parse_size(value, name)
 
 
 def parse_hu_range(value: Any, name: str = 'hu_range') -> tuple[float, float]:
@@ -449,6 +441,7 @@ def make_predictor(
     batch_size: int = 2,
     device: str | torch.device | None = None,
     amp: bool = False,
+    aggregation_device: str | torch.device = 'cpu',
 ) -> SlidingWindowPredictor:
     """Sliding-window predictor over ``module`` (see
     :class:`~torchio_ramp.inference.SlidingWindowPredictor`).
@@ -460,6 +453,8 @@ def make_predictor(
         batch_size: Patches per forward pass.
         device: Device of the forward pass (default: the module's).
         amp: bfloat16 automatic mixed precision (CUDA only).
+        aggregation_device: Device of the blended output volume (default: the
+            CPU, so a GPU holds only a batch of patches).
 
     Example:
         >>> predict = make_predictor(torch.nn.Conv3d(1, 6, 1), (8, 8, 8))
@@ -476,4 +471,5 @@ def make_predictor(
         batch_size=batch_size,
         device=device,
         amp=amp,
+        aggregation_device=aggregation_device,
     )

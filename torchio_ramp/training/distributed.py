@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 import torchio as tio
 
-from ..cli_options import check_device
+from .. import arguments
 
 
 @dataclass(frozen=True)
@@ -57,20 +57,16 @@ class DistributedContext:
 
 
 def resolve_device(name: str, context: DistributedContext) -> torch.device:
-    """``'auto'`` -> ``cuda:LOCAL_RANK`` if CUDA is available, else ``cpu``.
+    """The one device rule (:func:`~torchio_ramp.arguments.resolve_device`) for ``context``.
+
+    ``'auto'`` -> ``cuda:LOCAL_RANK`` if CUDA is available, else ``cpu``;
+    ``'cuda'`` -> ``cuda:LOCAL_RANK``.
 
     Example:
         >>> resolve_device('cpu', DistributedContext())
         device(type='cpu')
-    """
-    if name == 'auto':
-        if torch.cuda.is_available():
-            return torch.device('cuda', context.local_rank)
-        return torch.device('cpu')
-    device = check_device(name, 'device')
-    if device.type == 'cuda' and device.index is None:
-        device = torch.device('cuda', context.local_rank)
-    return device
+    """  # noqa: E501
+    return arguments.resolve_device(name, context.local_rank)
 
 
 def init_distributed(device: torch.device) -> DistributedContext:
