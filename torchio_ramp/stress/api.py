@@ -28,7 +28,10 @@ from .predictors import make_predictor
 from .protocol import DEFAULT_PROTOCOL
 from .protocol import StressProtocol
 from .protocol import describe_protocol
+from .runner import OutputContract
 from .runner import RunOutcome
+from .runner import dataset_classes
+from .runner import expected_channels
 from .runner import run_stress_test
 
 
@@ -65,6 +68,7 @@ def stress_test_model(
     shard: tuple[int, int] | None = None,
     save_worst: int = 0,
     progress: bool = False,
+    verify: str | None = None,
     announce: Callable[[str], None] | None = None,
 ) -> RunOutcome:
     """Stress-test a model file on a prepared dataset (``ramp-stress run``).
@@ -91,6 +95,9 @@ def stress_test_model(
         shard: ``(index, count)`` or ``None``.
         save_worst: Failure pictures of the worst subjects per family.
         progress: Show progress bars.
+        verify: How the split's files are checked against ``manifest.csv``
+            (``'sha256'`` or ``'size'``; see
+            :func:`~torchio_ramp.stress.runner.run_stress_test`).
         announce: Called with a one-line description of the run.
 
     Returns:
@@ -99,7 +106,11 @@ def stress_test_model(
     Raises:
         FileNotFoundError: If the model, weights or dataset is missing.
         ValueError: If an argument, the sidecar or the model's output is
-            wrong, or ``out`` holds another run (the message names it).
+            wrong (e.g. its channels are not the dataset's classes), or
+            ``out`` holds another run (the message names it).
+        ~torchio_ramp.stress.runner.ModelError: If the model fails or
+            returns non-finite logits during the run (naming the subject
+            and setting).
 
     Example:
         >>> outcome = stress_test_model('runs/ramp/best.pt2', 'prepared', 'results/ramp')  # doctest: +SKIP
@@ -107,7 +118,8 @@ def stress_test_model(
         PosixPath('results/ramp/summary.json')
     """  # noqa: E501
     device = device or default_device()
-    read_dataset_info(data)
+    info = read_dataset_info(data)
+    channels = expected_channels(dataset_classes(info))
     loaded = load_model(model, weights, device=device)
     config = loaded.config
     where = f' or add it to the sidecar {loaded.path.with_suffix(".json")}'
@@ -134,6 +146,13 @@ def stress_test_model(
         device=device,
         name=str(loaded.path),
     )
+    if num_classes != channels:
+        raise ValueError(
+            f'{loaded.path} outputs {num_classes} channels but {data} has'
+            f' {channels} classes (background included, from'
+            f' {Path(data) / "dataset.json"}); this model was not trained for'
+            ' this dataset'
+        )
     stress_protocol = StressProtocol(
         families=families,
         levels=levels or SEVERITY_LEVELS,
@@ -142,7 +161,7 @@ def stress_test_model(
         protocol=protocol,
     )
     predictor = make_predictor(
-        loaded.module,
+        OutputContract(loaded.module, channels),
         patch_size,
         overlap=overlap,
         batch_size=batch_size,
@@ -185,4 +204,5 @@ def stress_test_model(
         shard=shard,
         progress=progress,
         save_worst=save_worst,
+        verify=verify,
     )
