@@ -80,7 +80,7 @@ def stress_test_model(
         out: Results folder (resumed if it holds the same run).
         weights: ``state_dict`` file, with ``module:factory``.
         split: ``'test'``, ``'val'``, ``'train'`` or ``'all'``.
-        families: Corruption families (default: all 13).
+        families: Corruption families (default: the paper's pool).
         levels: Severity levels (default: the paper's five).
         seed: Base seed of the corrupted volumes.
         protocol: Severity protocol, ``'paired'`` or ``'independent'``.

@@ -770,7 +770,8 @@ def gate(
     '--families',
     multiple=True,
     callback=family_names,
-    help='Corruption families, comma-separated or repeated [default: all 13].',
+    help="Corruption families, comma-separated or repeated [default: the paper's"
+    ' pool].',
 )
 @click.option(
     '--levels',

@@ -165,7 +165,7 @@ def physical_table(
     Args:
         hu_range: ``(low, high)`` HU window of the normalisation.
         spacing: Voxel size in mm (one number or three).
-        families: Families (default: all 13).
+        families: Families (default: the paper's pool).
         levels: Severity levels.
 
     Returns:
