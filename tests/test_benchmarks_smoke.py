@@ -133,7 +133,7 @@ def test_pipeline_queue_memory_and_targets(report):
         assert float(row['CTNormalize + Ramp() (patches/s)']) > 0
     memory = {row['operator']: row for row in tables['Memory']}
     assert set(memory) == {'Ramp()'}
-    targets = [row['target (issue 6)'] for row in tables['Targets']]
+    targets = [row['target'] for row in tables['Targets']]
     assert targets[0].startswith('every operator: ours / plain torch <= 1.5')
     assert 'RampCorrupt() median <= 25 ms' in targets
     assert 'Ramp() median <= 40 ms' in targets
