@@ -379,10 +379,12 @@ def severity_grid(
 
 def severity_table(
     levels: Sequence[float] = SEVERITY_LEVELS,
+    families: Iterable[str] | None = None,
 ) -> list[dict[str, object]]:
     """Rows ``{family, parameter, level -> value}`` for documentation.
 
-    One row per parameter of every registered family (:data:`FAMILIES`).
+    One row per parameter of each family of ``families`` (registered names or
+    a pool name; default: :data:`PAPER_FAMILIES`).
 
     Example:
         >>> row = severity_table()[0]
@@ -390,7 +392,7 @@ def severity_table(
         ('gaussian_noise', 'std', 0.02, 0.2)
     """
     rows: list[dict[str, object]] = []
-    for family in FAMILIES.values():
+    for family in (FAMILIES[name] for name in check_families(families)):
         values = [family.severity(family, level) for level in levels]
         for parameter in family.parameters:
             row: dict[str, object] = {
