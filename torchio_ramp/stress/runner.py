@@ -143,7 +143,9 @@ def evaluate_subject(
     )
     # Only the volume being predicted is alive: the loop variable is dropped
     # before the generator makes the next one.
-    for setting, volume in protocol.volumes(image, subject_id):
+    ct = subject[image_name]
+    volumes = protocol.volumes(image, subject_id, hu=ct.data, spacing=ct.spacing)
+    for setting, volume in volumes:
         prediction = _check_prediction(predictor(volume), label, subject_id, setting)
         del volume
         bar.update()
