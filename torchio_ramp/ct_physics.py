@@ -18,6 +18,8 @@ linear (``ring`` 10 to 60 HU, ``beam_hardening`` 0.005 to 0.03, ``sparse_view``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .kernels import ct_physics as kernels
 from .operators import Operator
 from .operators import Option
@@ -26,16 +28,26 @@ from .operators import fraction
 from .operators import positive_number
 
 
-def _exponential(name: str, start: float, rate: float):
-    """Severity map ``name = 10^(start - rate level)``, clamped to its domain."""
+@dataclass(frozen=True)
+class ExponentialSeverity:
+    """Severity map ``value = 10^(start - rate level)``, clamped to its domain.
 
-    def severity(operator: Operator, level: float) -> dict[str, float]:
+    For parameters that fall as severity grows (dose, photons): equal steps of
+    level are equal factors. A class, so operators and transforms pickle.
+
+    Example:
+        >>> from torchio_ramp.families import FAMILIES
+        >>> ExponentialSeverity(0.0, 4.0)(FAMILIES['lowdose_noise'], 0.25)
+        {'dose': 0.1}
+    """
+
+    start: float
+    rate: float
+
+    def __call__(self, operator: Operator, level: float) -> dict[str, float]:
         (parameter,) = operator.parameters
-        return {name: parameter.clamp(10 ** (start - rate * level))}
-
-    severity.__name__ = f'{name}_severity'
-    severity.__doc__ = f'``{name} = 10^({start:g} - {rate:g} level)``.'
-    return severity
+        value = 10 ** (self.start - self.rate * level)
+        return {parameter.name: parameter.clamp(value)}
 
 
 def _positive(value, name: str) -> float:
@@ -73,7 +85,7 @@ CT_PHYSICS_OPERATORS: tuple[Operator, ...] = (
         ' fraction of the dose, added on the sinogram and reconstructed:'
         ' correlated, streaky along attenuating paths, stronger in the centre.',
         reference='Yu et al. 2012, Med. Phys. 39(10)',
-        severity=_exponential('dose', 0.0, 4.0),
+        severity=ExponentialSeverity(0.0, 4.0),
         domain='hu',
     ),
     Operator(
@@ -151,7 +163,7 @@ CT_PHYSICS_OPERATORS: tuple[Operator, ...] = (
         summary='Counts clipped near zero along the most attenuating rays: dark'
         ' and bright streaks between dense structures.',
         reference='not in the paper (projection domain)',
-        severity=_exponential('photons', 4.5, 10.0),
+        severity=ExponentialSeverity(4.5, 10.0),
         domain='hu',
     ),
     Operator(

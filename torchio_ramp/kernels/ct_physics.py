@@ -156,6 +156,7 @@ def lowdose_noise(
         >>> bool(noisy.std() > 1)
         True
     """
+    _spacing(spacing)  # refuse a bad spacing even when nothing is added
     if dose >= 1:
         return x.clone()
     beam = geometry(x, spacing)
@@ -179,17 +180,20 @@ def photon_starvation(
 ) -> torch.Tensor:
     """Photon starvation: few counts, clipped at one, along attenuating rays.
 
-    The detector reads ``N = max(m + sqrt(m + s_e^2) z, 1)`` counts with the
-    expected count ``m = I0 e^-p`` of ``photons`` incident photons per reading
-    (not rescaled: the starving rays are set by this number) and electronic
-    noise ``s_e``; the measured attenuation ``ln(I0 / N)`` is capped at
-    ``ln(I0)`` and its log is far from linear at a few counts, so the rays
-    through the most attenuating paths (between bones, through shoulders and
-    pelvis) give dark and bright streaks.
+    A scan at a very low tube output: the detector reads
+    ``N = max(m + sqrt(m + s_e^2) z, 1)`` counts, with the expected count
+    ``m = I0 e^-p`` (``I0`` from ``photons``, see :func:`ray_photons`) and
+    electronic noise ``s_e``. The measured attenuation ``ln(I0 / N)`` is
+    capped at ``ln(I0)`` and its log is far from linear at a few counts, so
+    the rays through the most attenuating paths (between bones, through the
+    shoulders and pelvis) are both very noisy and biased low: dark and bright
+    streaks along them. Unlike :func:`lowdose_noise` (its Gaussian limit, the
+    noise added to the original scan), this is the exact count model with
+    clipping.
 
     Args:
         x: CT in HU, ``(C, I, J, K)`` or a batch.
-        photons: Incident photons per reading.
+        photons: Incident photons per view per mm of detector.
         electronic: Electronic noise std in photon counts.
         spacing: Voxel spacing in mm.
         generator: Source of the noise.
@@ -197,15 +201,17 @@ def photon_starvation(
     Example:
         >>> ct = torch.full((1, 32, 32, 1), -1000.0)
         >>> ct[:, 4:28, 4:28] = 1500.0
-        >>> out = photon_starvation(ct, photons=50.0, generator=torch.Generator())
+        >>> out = photon_starvation(ct, photons=5.0, generator=torch.Generator())
         >>> bool((out - ct).abs().max() > 100)
         True
     """
+    _spacing(spacing)  # refuse a bad spacing even when nothing is added
     beam = geometry(x, spacing)
     p = beam.project(hu_to_mu(_slices(x)))
-    mean = torch.exp(-p).mul_(photons)
+    intensity = ray_photons(beam, photons)
+    mean = torch.exp(-p).mul_(intensity)
     counts = mean + (mean + electronic**2).sqrt_() * randn(p, generator)
-    measured = torch.log(photons / counts.clamp_(min=1.0))
+    measured = torch.log(intensity / counts.clamp_(min=1.0))
     return _add_artifact(x, beam.fbp(measured - p))
 
 
@@ -274,6 +280,7 @@ def ring(
         >>> round(float((out - ct).abs().max()), 3)
         20.0
     """
+    _spacing(spacing)  # refuse a bad spacing even when nothing is added
     if amplitude == 0:
         return x.clone()
     beam = geometry(x, spacing)
@@ -320,6 +327,7 @@ def beam_hardening(
         >>> bool(out[0, 16, 16, 0] < out[0, 8, 16, 0])  # cupping
         True
     """
+    _spacing(spacing)  # refuse a bad spacing even when nothing is added
     if strength == 0:
         return x.clone()
     beam = geometry(x, spacing)
@@ -368,6 +376,7 @@ def sparse_view(
         >>> bool((out - ct)[:, :4].abs().max() > 10)  # streaks reach the air
         True
     """
+    _spacing(spacing)  # refuse a bad spacing even when nothing is added
     views = max(2, round(180 / step)) if step > 0 else None
     if views is None or views >= default_views(x.shape[-3:-1]):
         return x.clone()
@@ -405,6 +414,7 @@ def limited_angle(
         >>> bool((out - ct).abs().max() > 50)
         True
     """
+    _spacing(spacing)  # refuse a bad spacing even when nothing is added
     full = default_views(x.shape[-3:-1])
     kept = full - round(wedge / 180 * full)
     if kept >= full:
@@ -450,6 +460,7 @@ def rigid_motion(
         >>> bool((out - ct).abs().max() > 50)
         True
     """
+    _spacing(spacing)  # refuse a bad spacing even when nothing is added
     if shift == 0:
         return x.clone()
     beam = geometry(x, spacing)
