@@ -439,3 +439,53 @@ def test_beam_projector_is_shared_between_calls():
     kernels.lowdose_noise(hu, dose=0.5, spacing=SPACING, generator=seeded(0))
     kernels.lowdose_noise(hu, dose=0.5, spacing=SPACING, generator=seeded(1))
     assert projector._projection_blocks.cache_info().hits >= 1
+
+
+# ramp-stress ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope='module')
+def phantoms(tmp_path_factory):
+    """Two 24^3 phantoms prepared by ramp-prep, both in the test split."""
+    from click.testing import CliRunner
+
+    from ramp_prep.cli import main as ramp_prep
+
+    root = tmp_path_factory.mktemp('ct-physics-stress')
+    source, out = root / 'source', root / 'prepared'
+    runner = CliRunner()
+    for arguments in (
+        [
+            'synth',
+            source,
+            '--layout',
+            'totalseg',
+            '--subjects',
+            2,
+            '--shape',
+            '24,24,24',
+        ],
+        ['totalseg', source, out, '--fractions', '0,0,1', '--no-progress'],
+    ):
+        result = runner.invoke(ramp_prep, [str(a) for a in arguments])
+        assert result.exit_code == 0, result.output
+    return out
+
+
+def test_ramp_stress_accepts_the_pool(phantoms, tmp_path):
+    from torchio_ramp.cli_options import family_names
+    from torchio_ramp.stress.runner import run_stress_test
+    from torchio_ramp.stress.store import load_results
+
+    # ``ramp-stress run --families ct_physics`` (the option's callback)
+    assert family_names(None, None, ('ct_physics',)) == CT_PHYSICS_FAMILIES
+    assert family_names(None, None, ('paper,ring',))[-1] == 'ring'
+    protocol = StressProtocol(families='ct_physics', levels=[0.2])
+
+    def threshold(image: torch.Tensor) -> torch.Tensor:
+        return (image[0] > 0.5).long()
+
+    run_stress_test(threshold, phantoms, tmp_path, protocol=protocol, name='m')
+    results = load_results(tmp_path)
+    assert results.complete
+    assert [s.family for s in results.settings] == ['clean', *CT_PHYSICS_FAMILIES]
