@@ -10,10 +10,10 @@ of :mod:`torchio_ramp.kernels.ct_physics`.
 
 Severity maps (levels 0.05 to 0.25 span the training range, as for the paper's
 families): ``dose = 10^(-4 level)`` (0.63 to 0.10; level 0 is full dose),
-``photons = 10^(4.5 - 10 level)`` (10^4 to 100 per reading); the others are
-linear (``ring`` 10 to 60 HU, ``beam_hardening`` 0.005 to 0.03, ``sparse_view``
-1.5 to 6 degrees between views, i.e. 120 to 30 views, ``limited_angle`` a 10 to
-60 degree missing wedge, ``rigid_motion`` 2 to 10 mm).
+``photons = 10^(4.5 - 10 level)`` (10^4 to 100 per view per mm of detector);
+the others are linear (``ring`` 10 to 60 HU, ``beam_hardening`` 0.005 to 0.03,
+``sparse_view`` 1.5 to 6 degrees between views, i.e. 120 to 30 views,
+``limited_angle`` a 10 to 60 degree missing wedge, ``rigid_motion`` 2 to 10 mm).
 """
 
 from __future__ import annotations
@@ -92,7 +92,11 @@ CT_PHYSICS_OPERATORS: tuple[Operator, ...] = (
         name='ring',
         title='Ring artifact',
         kernel=kernels.ring,
-        parameters=(Parameter('amplitude', 10.0, 60.0, minimum=0.0, doc='HU'),),
+        parameters=(
+            Parameter(
+                'amplitude', 10.0, 60.0, minimum=0.0, doc='peak ring amplitude (HU)'
+            ),
+        ),
         options=(
             Option('fraction', 0.05, fraction, 'fraction of miscalibrated elements'),
         ),
@@ -149,7 +153,7 @@ CT_PHYSICS_OPERATORS: tuple[Operator, ...] = (
                 100.0,
                 10000.0,
                 minimum=1.0,
-                doc='incident photons per reading',
+                doc='incident photons per view per mm of detector',
             ),
         ),
         options=(
@@ -191,7 +195,9 @@ CT_PHYSICS_OPERATORS: tuple[Operator, ...] = (
         name='rigid_motion',
         title='Rigid motion (projection domain)',
         kernel=kernels.rigid_motion,
-        parameters=(Parameter('shift', 2.0, 10.0, minimum=0.0, doc='shift (mm)'),),
+        parameters=(
+            Parameter('shift', 2.0, 10.0, minimum=0.0, doc='in-plane shift (mm)'),
+        ),
         options=(
             Option('fraction', 0.5, fraction, 'fraction of the views after motion'),
         ),

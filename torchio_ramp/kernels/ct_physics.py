@@ -332,9 +332,9 @@ def beam_hardening(
         return x.clone()
     beam = geometry(x, spacing)
     slices = _slices(x)
-    p = beam.project(hu_to_mu(slices))
     bone = (slices.to(torch.float32) - bone_threshold).clamp_(min=0)
-    p_bone = beam.project(bone.mul_(MU_WATER / 1000))
+    both = torch.cat([hu_to_mu(slices), bone.mul_(MU_WATER / 1000)])
+    p, p_bone = beam.project(both).chunk(2)  # one sparse product for both
     error = (p.square() + bone_weight * p_bone.square()).mul_(-strength)
     return _add_artifact(x, beam.fbp(error))
 
@@ -342,10 +342,21 @@ def beam_hardening(
 # Acquisition ---------------------------------------------------------------------
 
 
-def _reference(x: torch.Tensor, spacing: Sequence[float]):
+def _view_weighted_artifact(
+    x: torch.Tensor,
+    spacing: Sequence[float],
+    weights: torch.Tensor,
+) -> torch.Tensor:
+    """``x`` plus ``FBP_w(R mu) - FBP(R mu)``: views reweighted by ``weights``.
+
+    A reconstruction from a subset of the full scan's views is its FBP with the
+    missing views weighted 0 and the others by ``pi / (arc covered per view)``
+    relative to the full scan; the full geometry (cached) serves both.
+    """
     beam = geometry(x, spacing)
-    mu = hu_to_mu(_slices(x))
-    return beam, mu, beam.fbp(beam.project(mu))
+    filtered = beam.filter(beam.project(hu_to_mu(_slices(x))))
+    weights = (weights - 1).to(device=x.device, dtype=filtered.dtype)
+    return _add_artifact(x, beam.backproject(filtered.mul_(weights[:, None])))
 
 
 @batched(domain='hu')
@@ -358,16 +369,17 @@ def sparse_view(
 ) -> torch.Tensor:
     """Reconstruction from few views, ``step`` degrees apart: fanned streaks.
 
-    ``n = round(180 / step)`` equally spaced views (random first angle) are
-    reconstructed by FBP; the difference to the reconstruction from the full
-    scan (:func:`~.projector.default_views`) is added. No change when ``n`` is
-    at least the full number of views.
+    ``n = round(180 / step)`` views of the full scan
+    (:func:`~.projector.default_views`), the nearest to equal spacing from a
+    random first view, are reconstructed by FBP; the difference to the
+    reconstruction from all views is added. No change when ``n`` is at least
+    the full number of views.
 
     Args:
         x: CT in HU, ``(C, I, J, K)`` or a batch.
         step: Angle between views in degrees.
         spacing: Voxel spacing in mm.
-        generator: The first angle.
+        generator: The first view.
 
     Example:
         >>> ct = torch.full((1, 32, 32, 1), -1000.0)
@@ -377,14 +389,16 @@ def sparse_view(
         True
     """
     _spacing(spacing)  # refuse a bad spacing even when nothing is added
-    views = max(2, round(180 / step)) if step > 0 else None
-    if views is None or views >= default_views(x.shape[-3:-1]):
+    full = default_views(x.shape[-3:-1])
+    views = max(2, round(180 / step)) if step > 0 else full
+    if views >= full:
         return x.clone()
-    offset = uniform(generator, 0.0, math.pi / views)
-    angles = offset + torch.arange(views, dtype=torch.float64) * (math.pi / views)
-    sparse = geometry(x, spacing, angles=angles)
-    _, mu, reference = _reference(x, spacing)
-    return _add_artifact(x, sparse.fbp(sparse.project(mu)) - reference)
+    stride = full / views
+    offset = uniform(generator, 0.0, stride)
+    kept = (offset + torch.arange(views) * stride).long().clamp_(max=full - 1)
+    weights = torch.zeros(full, dtype=torch.float64)
+    weights[kept] = full / views  # each kept view stands for ``stride`` views
+    return _view_weighted_artifact(x, spacing, weights)
 
 
 @batched(domain='hu')
@@ -398,7 +412,7 @@ def limited_angle(
     """Reconstruction with a missing wedge of ``wedge`` degrees: smeared edges.
 
     The views of a random ``wedge``-degree arc of the half rotation are
-    missing; FBP of the remaining arc (weighted by the angular step) replaces
+    missing; FBP of the remaining arc (each view keeping its weight) replaces
     the full reconstruction.
 
     Args:
@@ -416,16 +430,13 @@ def limited_angle(
     """
     _spacing(spacing)  # refuse a bad spacing even when nothing is added
     full = default_views(x.shape[-3:-1])
-    kept = full - round(wedge / 180 * full)
-    if kept >= full:
+    missing = min(round(wedge / 180 * full), full - 2)
+    if missing <= 0:
         return x.clone()
-    kept = max(kept, 2)
-    start = uniform(generator, 0.0, math.pi)
-    step = math.pi / full
-    angles = start + torch.arange(kept, dtype=torch.float64) * step
-    arc = geometry(x, spacing, angles=angles, arc=kept * step)
-    _, mu, reference = _reference(x, spacing)
-    return _add_artifact(x, arc.fbp(arc.project(mu)) - reference)
+    start = int(uniform(generator, 0.0, 1.0) * full)
+    weights = torch.ones(full, dtype=torch.float64)
+    weights[(start + torch.arange(missing)) % full] = 0
+    return _view_weighted_artifact(x, spacing, weights)
 
 
 @batched(domain='hu')

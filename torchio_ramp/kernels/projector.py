@@ -23,12 +23,13 @@ Geometry (physical units, the voxel spacing respected):
   scikit-image's ``iradon``; FBP filters each projection with the ramp
   (Ram-Lak) or Shepp-Logan filter, zero-padded to avoid circular convolution.
 
-Why a torch implementation: ASTRA's pip wheels and ODL's ASTRA back end need
-CUDA for good speed and ship no CPU-fast path here; ``diffct`` is CUDA only.
-The sparse-matrix formulation runs on the CPU at 128^2 in tens of milliseconds
-per slice batch, needs no compiled extension and is differentiable. The
-matrices are built once per geometry (vectorised, chunked over angles) and
-cached.
+Why a torch implementation: ``astra-toolbox`` 2.5 installs from PyPI but
+pulls CUDA runtime wheels, and its fast paths are CUDA-only; ``diffct`` 2.5
+needs ``numba-cuda`` (GPU kernels only); ODL 1.0 is pure Python and delegates
+tomography to ASTRA or to scikit-image (slow, NumPy only). None takes torch
+tensors on both devices. The sparse-matrix formulation needs no compiled
+extension, runs on CPU and CUDA alike, and is differentiable; the matrices are
+built once per geometry (vectorised, in blocks of angles) and cached.
 
 Example:
     >>> import torch
@@ -98,6 +99,10 @@ class ParallelBeam:
             view is weighted by ``arc / views`` in the back-projection (a
             limited-angle scan covers less than ``pi``).
         device: Where the matrices live (and the sinograms are made).
+        cache: Keep the matrices in a small process-wide cache shared by
+            every geometry with the same shape, spacing and angles (default);
+            ``False`` for one-off geometries (random angles), which would
+            otherwise push the reusable ones out of it.
 
     Attributes:
         angles: ``(A,)`` float64 tensor of angles (radians, CPU).
@@ -112,6 +117,7 @@ class ParallelBeam:
         angles: Sequence[float] | torch.Tensor | None = None,
         arc: float = math.pi,
         device: torch.device | str = 'cpu',
+        cache: bool = True,
     ):
         height, width = (int(n) for n in shape)
         if height < 1 or width < 1:
@@ -135,6 +141,16 @@ class ParallelBeam:
         self.dt = min(dy, dx)
         self.device = torch.device(device)
         self._key = (self.shape, self.spacing, tuple(angles.tolist()), str(device))
+        self._cache = cache
+        self._blocks: dict[str, tuple[torch.Tensor, ...]] = {}
+
+    def _matrices(self, kind: str) -> tuple[torch.Tensor, ...]:
+        build = {'forward': _projection_blocks, 'back': _backprojection_blocks}[kind]
+        if self._cache:
+            return build(*self._key)
+        if kind not in self._blocks:
+            self._blocks[kind] = build.__wrapped__(*self._key)
+        return self._blocks[kind]
 
     @property
     def views(self) -> int:
@@ -147,7 +163,7 @@ class ParallelBeam:
         """
         slices = self._check(image, self.shape, 'image')
         columns = image.reshape(slices, -1).T.to(torch.float32)
-        blocks = _projection_blocks(*self._key)
+        blocks = self._matrices('forward')
         out = torch.cat([torch.sparse.mm(block, columns) for block in blocks])
         return out.T.reshape(slices, self.views, self.bins).to(image.dtype)
 
@@ -155,7 +171,7 @@ class ParallelBeam:
         """Pixel-driven back-projection ``(S, A, L) -> (S, H, W)``, x ``arc / A``."""
         slices = self._check(sinogram, (self.views, self.bins), 'sinogram')
         rows = sinogram.to(torch.float32).permute(1, 2, 0)
-        blocks = _backprojection_blocks(*self._key)
+        blocks = self._matrices('back')
         out = None
         start = 0
         for block in blocks:
