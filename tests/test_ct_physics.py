@@ -489,3 +489,16 @@ def test_ramp_stress_accepts_the_pool(phantoms, tmp_path):
     results = load_results(tmp_path)
     assert results.complete
     assert [s.family for s in results.settings] == ['clean', *CT_PHYSICS_FAMILIES]
+
+
+def test_cost_benchmark_script_runs():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / 'benchmarks' / 'ct_physics.py'
+    spec = importlib.util.spec_from_file_location('ct_physics_benchmark', path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    rows = benchmark.measure(size=16, repeats=1)
+    assert [row[0] for row in rows] == [*CT_PHYSICS_FAMILIES, *benchmark.IMAGE_DOMAIN]
+    assert all(float(row[3]) >= 0 and float(row[4]) >= 0 for row in rows)

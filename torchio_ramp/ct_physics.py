@@ -10,7 +10,7 @@ of :mod:`torchio_ramp.kernels.ct_physics`.
 
 Severity maps (levels 0.05 to 0.25 span the training range, as for the paper's
 families): ``dose = 10^(-4 level)`` (0.63 to 0.10; level 0 is full dose),
-``photons = 10^(4.5 - 10 level)`` (10^4 to 100 per view per mm of detector);
+``photons = 10^(4.8 - 6 level)`` (31600 to 2000 per view per mm of detector);
 the others are linear (``ring`` 10 to 60 HU, ``beam_hardening`` 0.005 to 0.03,
 ``sparse_view`` 1.5 to 6 degrees between views, i.e. 120 to 30 views,
 ``limited_angle`` a 10 to 60 degree missing wedge, ``rigid_motion`` 2 to 10 mm).
@@ -150,8 +150,8 @@ CT_PHYSICS_OPERATORS: tuple[Operator, ...] = (
         parameters=(
             Parameter(
                 'photons',
-                100.0,
-                10000.0,
+                2000.0,
+                30000.0,
                 minimum=1.0,
                 doc='incident photons per view per mm of detector',
             ),
@@ -167,7 +167,7 @@ CT_PHYSICS_OPERATORS: tuple[Operator, ...] = (
         summary='Counts clipped near zero along the most attenuating rays: dark'
         ' and bright streaks between dense structures.',
         reference='not in the paper (projection domain)',
-        severity=ExponentialSeverity(4.5, 10.0),
+        severity=ExponentialSeverity(4.8, 6.0),
         domain='hu',
     ),
     Operator(

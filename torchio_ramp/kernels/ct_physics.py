@@ -305,11 +305,14 @@ def beam_hardening(
     """Residual beam hardening: an error of the scanner's water correction.
 
     A polychromatic beam hardens along its path, so the measured attenuation
-    grows slower than linearly; a water correction that is off by ``strength``
-    leaves ``p' = p - strength (p^2 + bone_weight p_b^2)``, where ``p_b`` is
-    the line integral of the attenuation above that of ``bone_threshold`` HU
-    (bone hardens the beam more than water). The quadratic water term cups the
-    body (darker centre); the bone term darkens the bands between dense
+    grows slower than linearly. The scanner's water correction is calibrated
+    for a typical path; one off by ``strength`` leaves
+    ``p' = p - strength (p (p - p_ref) + bone_weight p_b^2)``, where ``p_ref``
+    is the slice's mean attenuation over the rays crossing the body (exact
+    there: no global shift) and ``p_b`` the line integral of the attenuation
+    above that of ``bone_threshold`` HU (bone hardens the beam more than
+    water). The water term cups the body (longer central paths are
+    under-corrected); the bone term darkens the bands between dense
     structures, where rays cross several of them. Deterministic.
 
     Args:
@@ -335,8 +338,12 @@ def beam_hardening(
     bone = (slices.to(torch.float32) - bone_threshold).clamp_(min=0)
     both = torch.cat([hu_to_mu(slices), bone.mul_(MU_WATER / 1000)])
     p, p_bone = beam.project(both).chunk(2)  # one sparse product for both
-    error = (p.square() + bone_weight * p_bone.square()).mul_(-strength)
-    return _add_artifact(x, beam.fbp(error))
+    # the correction is exact at the slice's mean path through the body
+    crossing = p > 0.05
+    count = crossing.sum(dim=(1, 2), keepdim=True).clamp_(min=1)
+    reference = (p * crossing).sum(dim=(1, 2), keepdim=True) / count
+    error = p * (p - reference) + bone_weight * p_bone.square()
+    return _add_artifact(x, beam.fbp(error.mul_(-strength)))
 
 
 # Acquisition ---------------------------------------------------------------------
@@ -412,8 +419,8 @@ def limited_angle(
     """Reconstruction with a missing wedge of ``wedge`` degrees: smeared edges.
 
     The views of a random ``wedge``-degree arc of the half rotation are
-    missing; FBP of the remaining arc (each view keeping its weight) replaces
-    the full reconstruction.
+    missing; FBP of the remaining arc (normalised to it, so the mean
+    attenuation is kept) replaces the full reconstruction.
 
     Args:
         x: CT in HU, ``(C, I, J, K)`` or a batch.
@@ -434,7 +441,8 @@ def limited_angle(
     if missing <= 0:
         return x.clone()
     start = int(uniform(generator, 0.0, 1.0) * full)
-    weights = torch.ones(full, dtype=torch.float64)
+    # the kept views span pi - wedge: weighted pi / arc, the mean is kept
+    weights = torch.full((full,), full / (full - missing), dtype=torch.float64)
     weights[(start + torch.arange(missing)) % full] = 0
     return _view_weighted_artifact(x, spacing, weights)
 
