@@ -178,7 +178,7 @@ class PipelineCase:
         batch_size: ``0`` for per-subject transforms (called on a
             ``tio.Subject``); ``B > 0`` for batched modules called on a
             ``(B, C, D, H, W)`` tensor (time reported per patch).
-        target_ms: Issue 6's target per patch on one thread, if any.
+        target_ms: The performance target per patch on one thread, if any.
         missing: Why ``build`` may return ``None`` (for the tables).
     """
 

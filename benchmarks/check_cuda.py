@@ -11,7 +11,7 @@ Runs in well under 5 minutes on one GPU (about a minute on an H100):
 2. Speed: ``torchio_ramp.batch.BatchRampCorrupt`` on a ``2 x 1 x 128^3``
    batch on CUDA, with random numbers drawn on the CPU (default, identical to
    the per-subject transforms) and on the GPU (``generator_device='input'``),
-   median after a warm-up (issue 6's target: at most 5 ms on an
+   median after a warm-up (the target: at most 5 ms on an
    H100), plus each kernel on the same batch with per-sample parameters for the
    breakdown, once with CPU generators (random numbers drawn on the CPU and
    copied: device-independent results) and once with CUDA generators.

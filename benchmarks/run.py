@@ -1,4 +1,4 @@
-"""torchio-ramp benchmarks: the single entry point (issue 6).
+"""torchio-ramp benchmarks: the single entry point.
 
 Prints markdown tables: every operator (our kernel, our TorchIO transform,
 TorchIO's closest built-in, a plain-torch reference; ratios; two-thread time;
@@ -6,7 +6,7 @@ new buffers; peak memory on a large CT), the RAMP pipelines against the same
 pipelines built from TorchIO's built-ins, reference costs (one memory pass,
 random numbers, TorchIO's deep copy), ``tio.Queue`` throughput, peak memory,
 the elastic field's equivalence with the dense definition, and a summary of
-issue 6's targets (met or missed, by how much).
+the speed and memory targets (met or missed, by how much).
 
 Method: a 1 x 128^3 float32 phantom CT patch in [0, 1] (1 mm voxels),
 ``torch.set_num_threads(1)`` (the setting inside DataLoader workers) except in
@@ -634,7 +634,7 @@ def targets_table(
             'run benchmarks/check_cuda.py on a GPU machine',
         ]
     )
-    return markdown_table(['target (issue 6)', 'measured', 'verdict'], rows)
+    return markdown_table(['target', 'measured', 'verdict'], rows)
 
 
 # Main -----------------------------------------------------------------------

@@ -8,6 +8,10 @@ from typing import Any
 
 import click
 
+from torchio_ramp.cli_options import progress_option
+from torchio_ramp.cli_options import seed_option
+from torchio_ramp.cli_options import size_option
+from torchio_ramp.cli_options import workers_option
 from torchio_ramp.labels import CLASS_NAMES
 
 from .convert import Options
@@ -35,41 +39,14 @@ def _fractions(ctx, param, value: str) -> tuple[float, float, float]:
 
 
 def _out_folder(ctx, param, value: str) -> Path:
-    """Refuse an empty OUT: ``""`` would silently mean the current folder."""
+    """Refuse an empty OUT: ``""`` would silently mean the current folder.
+
+    An unset variable (``ramp-prep totalseg SRC "$nnUNet_raw"``) gives one.
+    """
     if not value.strip():
         raise click.BadParameter(
-            f'{value!r} is not a folder name; pass a path (use . for the '
-            'current folder)'
-        )
-    return Path(value)
-
-
-SEED = click.IntRange(min=0)
-"""Split and phantom seeds: numpy.random.default_rng takes non-negative ints."""
-
-
-def _triple(kind: type) -> Callable[..., tuple]:
-    def parse(ctx, param, value: str):
-        try:
-            parts = tuple(kind(p) for p in value.replace('x', ',').split(','))
-        except ValueError as error:
-            raise click.BadParameter(
-                f'expected three numbers, got {value!r}'
-            ) from error
-        if len(parts) != 3 or min(parts) <= 0:
-            raise click.BadParameter(f'expected three positive numbers, got {value!r}')
-        return parts
-
-    return parse
-
-
-def _out_folder(ctx, param, value: str) -> Path:
-    # An unset variable (`ramp-prep totalseg SRC "$nnUNet_raw"`) must not mean
-    # the current folder.
-    if not value.strip():
-        raise click.BadParameter(
-            'OUT is empty (an unset variable such as $nnUNet_raw?); name the '
-            'output folder'
+            f'OUT is empty: {value!r} is not a folder name (an unset variable'
+            ' such as $nnUNet_raw?); pass a path (use . for the current folder)'
         )
     return Path(value)
 
@@ -101,12 +78,8 @@ def _conversion_options(func: Callable[..., Any]) -> Callable[..., Any]:
             + ' / '.join(DEFAULT_NNUNET_NAMES.values())
             + ', with "Synth" appended for synthetic data).',
         ),
-        click.option(
-            '--seed',
-            type=SEED,
-            default=DEFAULT_SEED,
-            show_default=True,
-            help='Seed of the split (numpy.random.default_rng).',
+        seed_option(
+            default=DEFAULT_SEED, help='Seed of the split (numpy.random.default_rng).'
         ),
         click.option(
             '--fractions',
@@ -125,12 +98,9 @@ def _conversion_options(func: Callable[..., Any]) -> Callable[..., Any]:
             'split is still computed on the whole cohort in SRC, so each '
             "subject's split never depends on this filter.",
         ),
-        click.option(
-            '-j',
-            '--workers',
-            type=click.IntRange(min=1),
+        workers_option(
+            minimum=1,
             default=1,
-            show_default=True,
             help='Worker processes, one subject each at a time. A worker streams '
             'the CT and holds one mask plus the label: about 3 bytes per CT voxel.',
         ),
@@ -164,12 +134,7 @@ def _conversion_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help='Exit with status 0 even if some subjects failed (they are '
             'listed in the report). Other subjects are always converted.',
         ),
-        click.option(
-            '--progress/--no-progress',
-            default=True,
-            show_default=True,
-            help='Show a progress bar (on stderr).',
-        ),
+        progress_option(),
     ]
     for option in reversed(options):
         func = option(func)
@@ -323,39 +288,27 @@ def abdomenct1k(**kwargs: Any) -> None:
     show_default=True,
     help='Number of phantoms.',
 )
-@click.option(
+@size_option(
     '--shape',
     default='64,64,48',
     show_default=True,
-    callback=_triple(int),
     help='Voxels per phantom (I,J,K).',
 )
-@click.option(
+@size_option(
     '--spacing',
+    kind=float,
     default='3,3,3',
     show_default=True,
-    callback=_triple(float),
     help='Voxel size in mm.',
 )
-@click.option(
-    '--seed',
-    type=SEED,
-    default=0,
-    show_default=True,
-    help='Seed of the first phantom (subject i uses seed + i).',
-)
+@seed_option(help='Seed of the first phantom (subject i uses seed + i).')
 @click.option(
     '--release-folders',
     is_flag=True,
     help='AbdomenCT-1K only: AbdomenCT-1K-ImagePart1/ + Mask/ instead of '
     'images/ + masks/.',
 )
-@click.option(
-    '--progress/--no-progress',
-    default=True,
-    show_default=True,
-    help='Show a progress bar (on stderr).',
-)
+@progress_option()
 def synth(
     out: Path,
     layout: str,
@@ -400,13 +353,7 @@ def synth(
     context_settings=CONTEXT, short_help='Recompute the split of a prepared OUT.'
 )
 @click.argument('out', type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    '--seed',
-    type=SEED,
-    default=DEFAULT_SEED,
-    show_default=True,
-    help='Seed of numpy.random.default_rng.',
-)
+@seed_option(default=DEFAULT_SEED, help='Seed of numpy.random.default_rng.')
 @click.option(
     '--fractions',
     default='0.7,0.15,0.15',

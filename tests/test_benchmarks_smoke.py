@@ -133,7 +133,7 @@ def test_pipeline_queue_memory_and_targets(report):
         assert float(row['CTNormalize + Ramp() (patches/s)']) > 0
     memory = {row['operator']: row for row in tables['Memory']}
     assert set(memory) == {'Ramp()'}
-    targets = [row['target (issue 6)'] for row in tables['Targets']]
+    targets = [row['target'] for row in tables['Targets']]
     assert targets[0].startswith('every operator: ours / plain torch <= 1.5')
     assert 'RampCorrupt() median <= 25 ms' in targets
     assert 'Ramp() median <= 40 ms' in targets
@@ -196,3 +196,14 @@ def test_breakdown_lists_torch_operators():
     assert '| torch operator | calls | self CPU ms per call | share |' in output
     rows = re.findall(r'^\| aten::\w+ \| [\d.]+ \| [\d.]+ \| \d+% \|$', output, re.M)
     assert rows
+
+
+def test_sliding_window_memory_compares_equal_logits():
+    output = _run(
+        'benchmarks/sliding_window.py',
+        *('--shape', '32', '32', '24', '--classes', '3', '--patch', '16'),
+    )
+    assert '| blending | peak MiB above input | x input |' in output
+    assert re.search(r'^\| one-channel \| \d+ \| [\d.]+ \|$', output, re.M)
+    assert re.search(r'^\| full-channel \| \d+ \| [\d.]+ \|$', output, re.M)
+    assert output.rstrip().endswith('largest absolute difference of the logits: 0')

@@ -287,7 +287,11 @@ def test_check_arguments_fills_options_and_normalises():
         ('ghosting', {'intensity': 0.2, 'num_ghosts': 'two'}, 'pair'),
         ('stripe', {'strength': 0.2, 'fraction': 0.0}, r'"fraction" must be in \(0'),
         ('stripe', {'strength': 0.2, 'fraction': 1.5}, r'"fraction" must be in \(0'),
-        ('local_contrast', {'blend': 0.2, 'grid': (4, 4)}, '"grid" must have 3'),
+        (
+            'local_contrast',
+            {'blend': 0.2, 'grid': (4, 4)},
+            '"grid" must be N, N,N,N or NxNxN',
+        ),
         ('histogram_warp', {'degree': 0}, '"degree" must be a positive integer'),
         ('histogram_warp', {'coefficient_std': -1}, '"coefficient_std" must be a'),
         ('window_level', {'center_shift': 0, 'width_scale': 0}, '"width_scale"'),

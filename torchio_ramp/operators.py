@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from .arguments import parse_size
 from .kernels.base import DOMAINS
 from .kernels.base import IntensityError
 
@@ -304,15 +305,8 @@ def positive_number(value: Any, name: str) -> float:
 
 
 def int_triplet(value: Any, name: str) -> tuple[int, int, int]:
-    """Validate one positive integer or three (a grid size)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value, value)
-    try:
-        values = tuple(value)
-    except TypeError as error:
-        message = f'{name} must be an integer or three integers, not {value!r}'
-        raise ValueError(message) from error
-    if len(values) != 3:
-        raise ValueError(f'{name} must have 3 values, not {value!r}')
-    first, second, third = (positive_int(v, name) for v in values)
-    return (first, second, third)
+    """Validate one positive integer or three (a grid size).
+
+    An :class:`Option` validator: :func:`~torchio_ramp.arguments.parse_size`.
+    """
+    return parse_size(value, name)

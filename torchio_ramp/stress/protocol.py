@@ -7,15 +7,28 @@ generated on the fly from the normalised CT, the label unchanged.
 
 A corrupted volume is ``CT (HU) -> CTNormalize(hu_range) -> FAMILIES[family]``
 at ``parameters_at(level)``, with random numbers from a CPU
-``torch.Generator`` seeded by :func:`setting_seed` (a hash of the base seed,
-subject id, family and level). It is therefore the same on any machine, in any
-order and on any shard, and equals
-``Corruption(family, level=level, seed=setting_seed(...))`` applied to the
+``torch.Generator`` seeded by :meth:`StressProtocol.seed_of`. It is therefore
+the same on any machine, in any order and on any shard, and equals
+``Corruption(family, level=level, seed=protocol.seed_of(...))`` applied to the
 normalised subject. A family acting on Hounsfield units (the ``ct_physics``
 pool) comes before the window instead: ``CT (HU) -> FAMILIES[family] (with the
 voxel spacing) -> CTNormalize(hu_range)``. :meth:`StressProtocol.volumes`
 yields the volumes one at a time, so at most one corrupted copy of the CT
 lives in memory.
+
+Two severity protocols (recorded with every results file and summary):
+
+* ``'paired'`` (version 2, the default): common random numbers. The levels of
+  one family share one seed, :func:`family_seed` (base seed, subject,
+  family), so every random draw other than the severity parameter (noise
+  field, axis, sign, ghost shifts, stripe slices, bias field) is the same at
+  every level; only the parameter grows. A subject's Dice then follows the
+  severity, not the luck of each level's draw.
+* ``'independent'`` (version 1): each ``(family, level)`` setting draws its own
+  numbers, seeded by :func:`setting_seed` (base seed, subject, family,
+  level).
+
+Results of different protocols are never merged or compared.
 """
 
 from __future__ import annotations
@@ -41,6 +54,41 @@ from ..transforms.normalization import normalize_window
 
 CLEAN = 'clean'
 """Family name of the clean (uncorrupted) setting."""
+
+PROTOCOLS: dict[str, int] = {'paired': 2, 'independent': 1}
+"""Severity protocols and their versions (see the module docstring)."""
+
+DEFAULT_PROTOCOL = 'paired'
+"""The protocol of :class:`StressProtocol` unless another is asked for."""
+
+LEGACY_PROTOCOL = 'independent'
+"""The protocol of results written before protocols were recorded."""
+
+
+def check_protocol(name: str) -> str:
+    """A protocol name of :data:`PROTOCOLS`.
+
+    Example:
+        >>> check_protocol('paired')
+        'paired'
+    """
+    if name not in PROTOCOLS:
+        message = (
+            f'protocol: unknown severity protocol {name!r}; valid names:'
+            f' {", ".join(PROTOCOLS)}'
+        )
+        raise ValueError(message)
+    return name
+
+
+def describe_protocol(name: str) -> str:
+    """``'<name> v<version>'``.
+
+    Example:
+        >>> describe_protocol('paired')
+        'paired v2'
+    """
+    return f'{name} v{PROTOCOLS[name]}'
 
 
 @dataclass(frozen=True)
@@ -92,6 +140,21 @@ def setting_seed(base_seed: int, subject_id: str, family: str, level: float) -> 
     return int.from_bytes(digest[:8], 'big') >> 1
 
 
+def family_seed(base_seed: int, subject_id: str, family: str) -> int:
+    """Seed shared by every level of one family (the paired protocol).
+
+    ``sha256(f'{base_seed}/{subject_id}/{family}/paired')`` as in
+    :func:`setting_seed`.
+
+    Example:
+        >>> family_seed(0, 's0001', 'blur') == family_seed(0, 's0001', 'blur')
+        True
+    """
+    key = f'{base_seed}/{subject_id}/{family}/paired'
+    digest = hashlib.sha256(key.encode('utf-8')).digest()
+    return int.from_bytes(digest[:8], 'big') >> 1
+
+
 def _check_levels(levels: Iterable[float]) -> tuple[float, ...]:
     checked = []
     for level in levels:
@@ -120,6 +183,9 @@ class StressProtocol:
         seed: Base seed; the seed of each volume is :func:`setting_seed`.
         hu_range: Hounsfield window of :class:`~torchio_ramp.CTNormalize`;
             must be the one the model was trained with.
+        protocol: ``'paired'`` (common random numbers across the levels of a
+            family; the default) or ``'independent'`` (one draw per
+            setting), see the module docstring.
 
     Example:
         >>> import torch
@@ -135,6 +201,7 @@ class StressProtocol:
     levels: Sequence[float] = SEVERITY_LEVELS
     seed: int = 0
     hu_range: tuple[float, float] = DEFAULT_HU_RANGE
+    protocol: str = DEFAULT_PROTOCOL
     _normalize: CTNormalize = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -144,6 +211,7 @@ class StressProtocol:
             raise ValueError(f'seed must be a non-negative integer, not {self.seed!r}')
         if self.seed < 0:
             raise ValueError(f'seed must be a non-negative integer, not {self.seed}')
+        check_protocol(self.protocol)
         normalize = CTNormalize(hu_range=self.hu_range)
         object.__setattr__(self, 'hu_range', normalize.hu_range)
         object.__setattr__(self, '_normalize', normalize)
@@ -163,13 +231,15 @@ class StressProtocol:
 
         Example:
             >>> StressProtocol(families=['blur'], levels=[0.1]).to_dict()
-            {'families': ['blur'], 'levels': [0.1], 'seed': 0, 'hu_range': [-200.0, 300.0]}
+            {'families': ['blur'], 'levels': [0.1], 'seed': 0, 'hu_range': [-200.0, 300.0], 'protocol': 'paired', 'protocol_version': 2}
         """  # noqa: E501
         return {
             'families': list(self.families),
             'levels': list(self.levels),
             'seed': self.seed,
             'hu_range': list(self.hu_range),
+            'protocol': self.protocol,
+            'protocol_version': PROTOCOLS[self.protocol],
         }
 
     def normalize(self, subject: tio.Subject, image_name: str = 'ct') -> torch.Tensor:
@@ -188,13 +258,20 @@ class StressProtocol:
         return image.data.float()
 
     def seed_of(self, subject_id: str, setting: Setting) -> int:
-        """Seed of ``setting`` for ``subject_id`` (see :func:`setting_seed`).
+        """Seed of ``setting`` for ``subject_id``: :func:`family_seed` (paired)
+        or :func:`setting_seed` (independent).
 
         Example:
-            >>> protocol = StressProtocol()
+            >>> protocol = StressProtocol(protocol='independent')
             >>> protocol.seed_of('s0001', Setting('blur', 0.05))
             8984647872288268648
+            >>> paired = StressProtocol()
+            >>> paired.seed_of('s1', Setting('blur', 0.05)) == paired.seed_of(
+            ...     's1', Setting('blur', 0.25))
+            True
         """
+        if self.protocol == 'paired':
+            return family_seed(self.seed, subject_id, setting.family)
         return setting_seed(self.seed, subject_id, setting.family, setting.level)
 
     def corrupt(

@@ -29,6 +29,9 @@ from ..datasets import read_dataset_info
 from ..labels import CLASS_NAMES
 from ..labels import SYNTHETIC_PREFIX
 from .metrics import overlap_counts
+from .pictures import WORST_DIR
+from .pictures import SubjectPictures
+from .pictures import WorstCases
 from .protocol import Setting
 from .protocol import StressProtocol
 from .results import StressResults
@@ -185,6 +188,7 @@ def evaluate_subject(
     image_name: str = 'ct',
     label_name: str = 'label',
     progress: bool = False,
+    observe: Callable[[Setting, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Score one subject on the clean volume and every corrupted setting.
 
@@ -202,6 +206,8 @@ def evaluate_subject(
         image_name: Key of the CT in ``subject``.
         label_name: Key of the label map in ``subject``.
         progress: Show a progress bar over the settings.
+        observe: Called with ``(setting, volume, prediction)`` for every
+            setting (e.g. to keep failure pictures).
 
     Returns:
         One row (a dict with the keys of
@@ -258,6 +264,8 @@ def evaluate_subject(
     for setting, volume in volumes:
         output = _predict(predictor, volume, subject_id, setting)
         prediction = _check_prediction(output, label, subject_id, setting, num_labels)
+        if observe is not None:
+            observe(setting, volume, prediction)
         del volume
         bar.update()
         counts = overlap_counts(prediction, label, classes)
@@ -392,6 +400,7 @@ def run_stress_test(
     shard: tuple[int, int] | None = None,
     progress: bool = False,
     verify: str | None = None,
+    save_worst: int = 0,
 ) -> RunOutcome:
     """Stress-test a predictor on a prepared dataset split.
 
@@ -420,6 +429,9 @@ def run_stress_test(
             Either way the run's data identity (``data_sha256``) is computed
             from the SHA-256 of the files on disk, so results made from other
             bytes are never resumed.
+        save_worst: Keep failure pictures of the worst ``save_worst``
+            subjects of each family in ``out/worst`` (see
+            :mod:`~torchio_ramp.stress.pictures`); 0: none.
 
     Raises:
         FileNotFoundError: If ``data`` is not a prepared dataset.
@@ -474,6 +486,9 @@ def run_stress_test(
         **(session or {}),
     }
     evaluated = []
+    worst = None
+    if save_worst:
+        worst = WorstCases(out / WORST_DIR, save_worst, mine)
     with ResultsWriter(out, header, session=facts) as writer:
         skipped = [s for s in mine if s in writer.completed]
         bar = tqdm(
@@ -484,6 +499,9 @@ def run_stress_test(
         )
         for subject_id in bar:
             subject = dataset[index_of[subject_id]]
+            pictures = None
+            if worst is not None:
+                pictures = SubjectPictures(subject['label'].data[0], protocol.families)
             rows = evaluate_subject(
                 predictor,
                 subject,
@@ -492,8 +510,11 @@ def run_stress_test(
                 annotated=annotated,
                 model=name,
                 progress=progress,
+                observe=None if pictures is None else pictures.observe,
             )
             writer.append(subject_id, rows)
+            if worst is not None:
+                worst.offer(subject_id, rows, pictures)
             evaluated.append(subject_id)
     outcome = RunOutcome(
         results=writer.csv_path,

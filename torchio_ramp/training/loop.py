@@ -471,6 +471,8 @@ def train(
         )
         context.barrier()
 
+    if context.is_main and best_epoch is not None:
+        run.export_program(tuple(config.patch_size))
     return TrainingResult(
         run=run,
         best_epoch=best_epoch,

@@ -33,6 +33,11 @@ class RunFolder:
       ``config.json`` embedded as an extra file); ``ramp-stress run --model
       best.pt`` reads ``hu_range`` and ``patch_size`` from ``config.json``
       beside it;
+    * ``best.pt2``: the same network as a ``torch.export`` archive (dynamic
+      batch, the training patch size, ``config.json`` embedded), written when
+      training ends (and removed while a newer ``best.pt`` awaits it); the
+      format to deploy, as TorchScript is deprecated in PyTorch:
+      ``ramp-stress run --model runs/ramp/best.pt2``;
     * ``best_state_dict.pt``: the same weights as a ``state_dict``, for
       ``--model torchio_ramp.models:unet3d_<size> --weights ...``;
     * ``last.pt``: model, optimiser and schedule after the last finished
@@ -55,6 +60,7 @@ class RunFolder:
     """
 
     TORCHSCRIPT = 'best.pt'
+    PROGRAM = 'best.pt2'
     STATE_DICT = 'best_state_dict.pt'
     LAST = 'last.pt'
     METRICS = 'metrics.csv'
@@ -130,6 +136,34 @@ class RunFolder:
             scripted = torch.jit.script(export.eval())
             with atomic_path(self.file(self.TORCHSCRIPT)) as tmp:
                 torch.jit.save(scripted, str(tmp), _extra_files=extra)
+        # The archive of older weights would no longer match best.pt.
+        self.file(self.PROGRAM).unlink(missing_ok=True)
+
+    def export_program(self, patch_size: tuple[int, int, int]) -> Path:
+        """Write ``best.pt2``: ``torch.export`` of the best model.
+
+        The batch axis is dynamic; the spatial shape is the training patch
+        (the sliding window's); ``config.json`` is embedded, as in ``best.pt``.
+
+        Raises:
+            FileNotFoundError: If no best checkpoint exists yet.
+
+        Example:
+            >>> RunFolder('runs/ramp').export_program((96, 96, 96))  # doctest: +SKIP
+            PosixPath('runs/ramp/best.pt2')
+        """
+        model = self.load_best('cpu')
+        example = torch.zeros(2, model.init_kwargs.get('in_channels', 1), *patch_size)
+        batch = torch.export.Dim('batch', min=1, max=4096)
+        with torch.no_grad():
+            program = torch.export.export(
+                model, (example,), dynamic_shapes=({0: batch},)
+            )
+        extra = {'config.json': json.dumps(self.read_config(), indent=2)}
+        path = self.file(self.PROGRAM)
+        with atomic_path(path) as tmp, tmp.open('wb') as file:
+            torch.export.save(program, file, extra_files=extra)
+        return path
 
     def load_best(self, device: str | torch.device = 'cpu') -> UNet3d:
         """Rebuild the best model from ``config.json`` and its ``state_dict``.
