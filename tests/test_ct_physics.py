@@ -502,3 +502,19 @@ def test_cost_benchmark_script_runs():
     rows = benchmark.measure(size=16, repeats=1)
     assert [row[0] for row in rows] == [*CT_PHYSICS_FAMILIES, *benchmark.IMAGE_DOMAIN]
     assert all(float(row[3]) >= 0 and float(row[4]) >= 0 for row in rows)
+
+
+def test_levels_table_names_the_physical_units():
+    from torchio_ramp.stress.units import physical_table
+
+    rows = physical_table((-200, 300), (1.5, 1.5, 3.0), families='ct_physics')
+    units = {(row['family'], row['quantity']): row['unit'] for row in rows}
+    assert units['lowdose_noise', 'dose'] == '%'
+    assert units['ring', 'peak ring amplitude'] == 'HU'
+    assert units['sparse_view', 'views over 180 deg'] == 'views'
+    assert units['limited_angle', 'missing arc'] == 'deg'
+    assert units['rigid_motion', 'in-plane shift'] == 'mm'
+    (dose,) = [row for row in rows if row['family'] == 'lowdose_noise']
+    assert dose['values'][0.25] == pytest.approx(10.0)  # 10% of the dose
+    (views,) = [r for r in rows if r['quantity'] == 'views over 180 deg']
+    assert [views['values'][level] for level in (0.05, 0.25)] == [120, 30]
