@@ -518,3 +518,15 @@ def test_levels_table_names_the_physical_units():
     assert dose['values'][0.25] == pytest.approx(10.0)  # 10% of the dose
     (views,) = [r for r in rows if r['quantity'] == 'views over 180 deg']
     assert [views['values'][level] for level in (0.05, 0.25)] == [120, 30]
+
+
+def test_padding_below_air_is_air():
+    # scanners pad outside the field of view with -3024 (or -32768): mu = 0
+    hu = ellipse(size=32, slices=1)
+    padded = hu.clone()
+    padded[:, :3] = -3024.0
+    padded[:, -3:] = -32768.0
+    a = kernels.lowdose_noise(hu, dose=0.2, spacing=SPACING, generator=seeded(0))
+    b = kernels.lowdose_noise(padded, dose=0.2, spacing=SPACING, generator=seeded(0))
+    assert float(b.min()) >= kernels.HU_FLOOR
+    torch.testing.assert_close(a[:, 3:-3], b[:, 3:-3])

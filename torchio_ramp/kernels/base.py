@@ -147,8 +147,9 @@ def check_intensities(
 DOMAINS = ('normalized', 'hu')
 """Intensity domains of kernels: ``[0, 1]`` after CTNormalize, or raw HU."""
 
-HU_LIMITS = (-4096.0, 32767.0)
-"""Values a CT in Hounsfield units may hold (padding such as -3024 included)."""
+HU_LIMITS = (-32768.0, 32767.0)
+"""Values a CT in Hounsfield units may hold: the int16 range it is stored in
+(padding such as -3024 or -32768 included; below -1000 HU is air)."""
 
 HU_HINT = (
     'CT-physics operators act on Hounsfield units before CTNormalize, e.g.'
