@@ -14,6 +14,7 @@ import math
 import numbers
 from collections.abc import Callable
 from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import torch
 
 from .arguments import parse_size
+from .kernels.base import DOMAINS
 from .kernels.base import IntensityError
 
 SEVERITY_LEVELS: tuple[float, ...] = (0.05, 0.10, 0.15, 0.20, 0.25)
@@ -132,6 +134,10 @@ class Operator:
             :class:`~torchio_ramp.RampIntensity` (Table 1); ``None`` for
             corruption families.
         severity: Rule mapping a severity level to parameter values.
+        domain: Intensities the kernel takes: ``'normalized'`` (``[0, 1]``,
+            after :class:`~torchio_ramp.CTNormalize`, every paper operator) or
+            ``'hu'`` (Hounsfield units, before it: the CT-physics families,
+            whose kernels also take the voxel ``spacing`` in mm).
     """
 
     name: str
@@ -145,6 +151,15 @@ class Operator:
     severity: Callable[[Operator, float], dict[str, float]] = field(
         default=linear_severity
     )
+    domain: str = 'normalized'
+
+    def __post_init__(self) -> None:
+        if self.domain not in DOMAINS:
+            message = (
+                f'Operator "{self.name}": domain must be one of {DOMAINS},'
+                f' not {self.domain!r}'
+            )
+            raise ValueError(message)
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
@@ -200,12 +215,15 @@ class Operator:
         self,
         x: torch.Tensor,
         generator: torch.Generator | None = None,
+        spacing: Sequence[float] | None = None,
         **arguments: Any,
     ) -> torch.Tensor:
         """Apply the kernel with validated ``arguments`` (options default).
 
         Only the registry's parameters and options are accepted; structural
         keywords of a kernel (e.g. ``axis``) are for direct kernel calls.
+        ``spacing`` (mm) reaches the kernels of the ``'hu'`` domain only
+        (default: their 1 mm); the others work in voxels.
 
         Example:
             >>> import torch
@@ -218,6 +236,8 @@ class Operator:
             ValueError: Operator "blur": parameter "sigma" must be in [0.0, None], not -1.0
         """  # noqa: E501
         arguments = self.check_arguments(arguments)
+        if self.domain == 'hu' and spacing is not None:
+            arguments['spacing'] = tuple(float(s) for s in spacing)
         try:
             return self.kernel(x, generator=generator, **arguments)
         except IntensityError as error:

@@ -176,8 +176,8 @@ def main() -> None:
     '--families',
     multiple=True,
     callback=family_names,
-    help="Corruption families, comma-separated or repeated [default: the paper's"
-    f' {len(PAPER_FAMILIES)}].',
+    help="Corruption families or pools ('paper', 'ct_physics'), comma-separated"
+    f" or repeated [default: the paper's {len(PAPER_FAMILIES)}].",
 )
 @click.option(
     '--levels',

@@ -10,8 +10,11 @@ at ``parameters_at(level)``, with random numbers from a CPU
 ``torch.Generator`` seeded by :meth:`StressProtocol.seed_of`. It is therefore
 the same on any machine, in any order and on any shard, and equals
 ``Corruption(family, level=level, seed=protocol.seed_of(...))`` applied to the
-normalised subject. :meth:`StressProtocol.volumes` yields the volumes one at a
-time, so at most one corrupted copy of the CT lives in memory.
+normalised subject. A family acting on Hounsfield units (the ``ct_physics``
+pool) comes before the window instead: ``CT (HU) -> FAMILIES[family] (with the
+voxel spacing) -> CTNormalize(hu_range)``. :meth:`StressProtocol.volumes`
+yields the volumes one at a time, so at most one corrupted copy of the CT
+lives in memory.
 
 Two severity protocols (recorded with every results file and summary):
 
@@ -47,6 +50,7 @@ from ..families import check_families
 from ..operators import SEVERITY_LEVELS
 from ..transforms.normalization import DEFAULT_HU_RANGE
 from ..transforms.normalization import CTNormalize
+from ..transforms.normalization import normalize_window
 
 CLEAN = 'clean'
 """Family name of the clean (uncorrupted) setting."""
@@ -275,13 +279,22 @@ class StressProtocol:
         image: torch.Tensor,
         subject_id: str,
         setting: Setting,
+        *,
+        hu: torch.Tensor | None = None,
+        spacing: Sequence[float] | None = None,
     ) -> torch.Tensor:
         """One volume of the protocol from the normalised clean ``image``.
+
+        A family acting on Hounsfield units (the ``ct_physics`` pool) corrupts
+        ``hu`` instead, with its ``spacing`` in mm, and the result is
+        normalised with :attr:`hu_range`, as the clean image was.
 
         Args:
             image: Clean normalised volume ``(C, D, H, W)`` in ``[0, 1]``.
             subject_id: Identifier of the subject (part of the seed).
             setting: The setting; clean returns a copy of ``image``.
+            hu: The same CT in Hounsfield units (needed by HU families).
+            spacing: Its voxel spacing in mm (default 1 mm).
 
         Returns:
             A new tensor (a predictor that modifies its input in place
@@ -302,6 +315,16 @@ class StressProtocol:
         arguments = operator.check_arguments(operator.parameters_at(setting.level))
         seed = self.seed_of(subject_id, setting)
         generator = torch.Generator().manual_seed(seed)
+        if operator.domain == 'hu':
+            if hu is None:
+                message = (
+                    f'{setting.name}: this family acts on Hounsfield units;'
+                    ' pass the CT in HU as hu= (and its spacing)'
+                )
+                raise ValueError(message)
+            hu = hu if hu.is_floating_point() else hu.float()
+            out = operator(hu, generator=generator, spacing=spacing, **arguments)
+            return normalize_window(out, *self.hu_range)
         return operator(image, generator=generator, **arguments)
 
     def volumes(
@@ -309,6 +332,9 @@ class StressProtocol:
         image: torch.Tensor,
         subject_id: str,
         settings: Iterable[Setting] | None = None,
+        *,
+        hu: torch.Tensor | None = None,
+        spacing: Sequence[float] | None = None,
     ) -> Iterator[tuple[Setting, torch.Tensor]]:
         """Yield ``(setting, volume)`` for every setting, one volume at a time.
 
@@ -317,6 +343,8 @@ class StressProtocol:
             subject_id: Identifier of the subject.
             settings: Subset or reordering of :attr:`settings` (default: all,
                 clean first). The volumes do not depend on the order.
+            hu: The CT in Hounsfield units, for families acting on HU.
+            spacing: Its voxel spacing in mm.
 
         Example:
             >>> import torch
@@ -326,4 +354,6 @@ class StressProtocol:
             ['clean', 'stripe@0.2']
         """
         for setting in self.settings if settings is None else settings:
-            yield setting, self.corrupt(image, subject_id, setting)
+            on_hu = not setting.is_clean and FAMILIES[setting.family].domain == 'hu'
+            extra = {'hu': hu, 'spacing': spacing} if on_hu else {}
+            yield setting, self.corrupt(image, subject_id, setting, **extra)

@@ -264,7 +264,9 @@ def evaluate_subject(
     # Only the volume being predicted is alive: the loop variable is dropped
     # before the generator makes the next one.
     num_labels = expected_channels(class_names)
-    for setting, volume in protocol.volumes(image, subject_id):
+    ct = subject[image_name]
+    volumes = protocol.volumes(image, subject_id, hu=ct.data, spacing=ct.spacing)
+    for setting, volume in volumes:
         output = _predict(predictor, volume, subject_id, setting)
         prediction = _check_prediction(output, label, subject_id, setting, num_labels)
         if observe is not None:

@@ -14,7 +14,10 @@ radiologist reads:
   mm (an effective slice thickness along the slice axis);
 * multiplicative or relative parameters (speckle, bias field, ghost weight,
   contrast blend, salt-and-pepper probability) are given in percent;
-* a family registered by the user is listed with its raw parameters.
+* a family registered by the user is listed with its raw parameters;
+* the CT-physics families (``ct_physics``) act on HU and their parameters
+  are already physical: dose in %, ring amplitude in HU, view spacing and
+  missing arc in degrees, photons, motion in mm.
 
 Spacing is in the image's axis order (TorchIO's ``spacing``, usually
 ``x, y, z`` with ``z`` the slice axis).
@@ -69,8 +72,9 @@ class Quantity:
 
     Attributes:
         name: What it is, e.g. ``'noise std'``.
-        unit: ``'HU'``, ``'mm'`` or ``'%'`` (``''``: a family parameter
-            without a clinical unit).
+        unit: ``'HU'``, ``'mm'`` or ``'%'`` (``'deg'``, ``'views'``,
+            ``'photons'`` for the CT-physics families; ``''``: a family
+            parameter without a clinical unit).
         value: ``(kernel parameters, scanner) -> number`` (or one number per
             axis, for ``mm``).
     """
@@ -125,6 +129,21 @@ QUANTITIES: dict[str, tuple[Quantity, ...]] = {
         _fwhm('level', 'blur FWHM', scale=5.0),
         _bias('level', scale=3.0),
     ),
+    # The CT-physics pool: parameters already in physical units (HU domain)
+    'lowdose_noise': (Quantity('dose', '%', lambda p, s: 100 * p['dose']),),
+    'ring': (Quantity('peak ring amplitude', 'HU', lambda p, s: p['amplitude']),),
+    'sparse_view': (
+        Quantity('angle between views', 'deg', lambda p, s: p['step']),
+        Quantity('views over 180 deg', 'views', lambda p, s: round(180 / p['step'])),
+    ),
+    'limited_angle': (Quantity('missing arc', 'deg', lambda p, s: p['wedge']),),
+    'photon_starvation': (
+        Quantity('photons per view per mm', 'photons', lambda p, s: p['photons']),
+    ),
+    'beam_hardening': (
+        Quantity('water-correction error', '', lambda p, s: p['strength']),
+    ),
+    'rigid_motion': (Quantity('in-plane shift', 'mm', lambda p, s: p['shift']),),
 }
 """Clinical readings of every family (the registry's parameters)."""
 
