@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ..arguments import check_device
 from ..arguments import resolve_device
 from ..datasets import read_dataset_info
 from ..operators import SEVERITY_LEVELS
@@ -53,6 +54,7 @@ def stress_test_model(
     batch_size: int = 2,
     device: str | None = None,
     amp: bool = False,
+    aggregation_device: str = 'cpu',
     shard: tuple[int, int] | None = None,
     save_worst: int = 0,
     progress: bool = False,
@@ -81,6 +83,8 @@ def stress_test_model(
         device: Inference device (default ``'auto'``: see
             :func:`~torchio_ramp.arguments.resolve_device`).
         amp: bfloat16 autocast (CUDA only).
+        aggregation_device: Device of the blended output volume (default the
+            CPU: with a CUDA ``device`` only a batch of patches is on the GPU).
         shard: ``(index, count)`` or ``None``.
         save_worst: Failure pictures of the worst subjects per family.
         progress: Show progress bars.
@@ -102,6 +106,7 @@ def stress_test_model(
         PosixPath('results/ramp/summary.json')
     """  # noqa: E501
     device = str(resolve_device(device))
+    aggregation_device = str(check_device(aggregation_device, 'aggregation_device'))
     info = read_dataset_info(data)
     channels = expected_channels(dataset_classes(info))
     loaded = load_model(model, weights, device=device)
@@ -151,6 +156,7 @@ def stress_test_model(
         batch_size=batch_size,
         device=device,
         amp=amp,
+        aggregation_device=aggregation_device,
     )
     name = name or loaded.name
     model_arguments = {
@@ -165,6 +171,7 @@ def stress_test_model(
         'model_path': str(loaded.path.resolve()),
         'sidecar': config.source,
         'device': str(device),
+        'aggregation_device': aggregation_device,
         'batch_size': batch_size,
     }
     if announce is not None:

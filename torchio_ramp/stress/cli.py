@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from .. import __version__
+from ..arguments import device_problem
 from ..cli_options import data_option
 from ..cli_options import device_option
 from ..cli_options import family_names
@@ -95,6 +96,13 @@ def _spacing(ctx, param, value: str | None) -> tuple[float, float, float] | None
         return parse_spacing(value, '--spacing')
     except ValueError as error:
         raise click.BadParameter(str(error).removeprefix('--spacing ')) from error
+
+
+def _aggregation_device(value: str) -> str:
+    device, problem = device_problem(value)
+    if device is None:
+        raise click.BadParameter(problem.removesuffix('; use --device cpu'))
+    return str(device)
 
 
 @click.group(context_settings=CONTEXT)
@@ -209,6 +217,15 @@ def main() -> None:
 @device_option()
 @click.option('--amp', is_flag=True, help='Automatic mixed precision (CUDA only).')
 @click.option(
+    '--aggregation-device',
+    metavar='DEVICE',
+    default='cpu',
+    show_default=True,
+    callback=lambda ctx, param, value: _aggregation_device(value),
+    help='Device holding the blended output volume (e.g. cpu with a CUDA --device:'
+    ' patches on the GPU, the volume in host memory).',
+)
+@click.option(
     '--shard',
     help='Evaluate shard i of n (0-based, e.g. 0/4) [default: RANK/WORLD_SIZE'
     ' under torchrun, else all].',
@@ -252,6 +269,7 @@ def run(
     batch_size: int,
     device: str,
     amp: bool,
+    aggregation_device: str,
     shard: str | None,
     save_worst: int,
     progress: bool,
@@ -327,6 +345,7 @@ def run(
             batch_size=batch_size,
             device=device,
             amp=amp,
+            aggregation_device=aggregation_device,
             shard=parse_shard(shard) if shard else shard_from_environment(),
             save_worst=save_worst,
             progress=progress,

@@ -16,7 +16,7 @@ integer label map (D, H, W)``. :func:`load_model` reads a model as
 
 :func:`make_predictor` wraps the network in
 :class:`~torchio_ramp.inference.SlidingWindowPredictor` (TorchIO's
-``GridSampler`` / ``GridAggregator``).
+``GridSampler``, Hann-weighted blending).
 
 Model sidecar. The intensity window and the patch size must be those of
 training. The training script writes them to a JSON file next to the model,
@@ -441,6 +441,7 @@ def make_predictor(
     batch_size: int = 2,
     device: str | torch.device | None = None,
     amp: bool = False,
+    aggregation_device: str | torch.device = 'cpu',
 ) -> SlidingWindowPredictor:
     """Sliding-window predictor over ``module`` (see
     :class:`~torchio_ramp.inference.SlidingWindowPredictor`).
@@ -452,6 +453,8 @@ def make_predictor(
         batch_size: Patches per forward pass.
         device: Device of the forward pass (default: the module's).
         amp: bfloat16 automatic mixed precision (CUDA only).
+        aggregation_device: Device of the blended output volume (default: the
+            CPU, so a GPU holds only a batch of patches).
 
     Example:
         >>> predict = make_predictor(torch.nn.Conv3d(1, 6, 1), (8, 8, 8))
@@ -468,4 +471,5 @@ def make_predictor(
         batch_size=batch_size,
         device=device,
         amp=amp,
+        aggregation_device=aggregation_device,
     )
