@@ -107,6 +107,10 @@ def test_spatial_and_normalisation_refuse_non_finite_input(kind):
         tr.CTNormalize(),
         tr.DenseElastic(alpha=80, sigma=4, seed=0),
         tr.RandomDenseElastic(p=1),
+        tr.LateralityFlip(axes=0),
+        tr.RandomLateralityFlip(flip_probability=1),
+        tr.RandomLateralityFlip(flip_probability=0),  # nothing flipped: checked too
+        tr.RampSpatial(flip_probability=0, elastic_probability=1),
     ):
         with pytest.raises(IntensityError, match=r'image "ct" contains NaN or Inf'):
             transform(_subject(hu))

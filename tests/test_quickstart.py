@@ -52,9 +52,7 @@ def test_quickstart_smoke_mode_writes_the_comparison_report(tmp_path, monkeypatc
     figures = sorted(p.name for p in report.parent.glob('*.png'))
     strips = [name for name in figures if name.startswith('worst-')]
     assert len(figures) - len(strips) == 4, figures
-    assert len(strips) == 2 * len(
-        PAPER_FAMILIES
-    )  # failure pictures: one per model and family
+    assert len(strips) == 2 * len(PAPER_FAMILIES)  # one per model and family
     assert (report.parent / 'report.html').is_file()
     assert f'Report: {report}' in result.output
     # The headline table printed at the end, one row per model

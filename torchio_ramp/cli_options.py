@@ -158,10 +158,10 @@ def hu_range_option(**attributes: Any) -> Decorator:
 
 
 def seed_option(**attributes: Any) -> Decorator:
-    """``--seed`` (a non-negative integer)."""
+    """``--seed`` (an integer in ``[0, 2**64 - 1]``, what ``torch.Generator`` takes)."""
     values = {'default': 0, 'show_default': True}
     return click.option(
-        '--seed', type=click.IntRange(min=0), **{**values, **attributes}
+        '--seed', type=click.IntRange(0, 2**64 - 1), **{**values, **attributes}
     )
 
 

@@ -98,7 +98,11 @@ def stress_test_model(
     Raises:
         FileNotFoundError: If the model, weights or dataset is missing.
         ValueError: If an argument, the sidecar or the model's output is
-            wrong, or ``out`` holds another run (the message names it).
+            wrong (e.g. its channels are not the dataset's classes), or
+            ``out`` holds another run (the message names it).
+        ~torchio_ramp.stress.runner.ModelError: If the model fails or
+            returns non-finite logits during the run (naming the subject
+            and setting).
 
     Example:
         >>> outcome = stress_test_model('runs/ramp/best.pt2', 'prepared', 'results/ramp')  # doctest: +SKIP

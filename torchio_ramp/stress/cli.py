@@ -31,6 +31,7 @@ from ..operators import SEVERITY_LEVELS
 from .protocol import DEFAULT_PROTOCOL
 from .protocol import PROTOCOLS
 from .protocol import StressProtocol
+from .protocol import describe_protocol
 from .store import find_results
 from .store import load_results
 from .store import merge_shards
@@ -114,7 +115,9 @@ def main() -> None:
     For each held-out subject: the clean volume plus every corruption family x
     severity level (by default the paper's families x {0.05, 0.10, 0.15, 0.20,
     0.25}), generated on the fly with a seed derived from (seed, subject,
-    family, level); labels unchanged.
+    family) (paired severity protocol: the levels share every draw but the
+    severity) or (seed, subject, family, level) (--protocol independent);
+    labels unchanged.
 
     \b
     Typical use:
@@ -326,6 +329,7 @@ def run(
             progress,
             verify,
             severity_protocol,
+            save_worst,
         )
     try:
         outcome = stress_test_model(
@@ -379,7 +383,8 @@ def _run_nnunet(
     shard,
     progress,
     verify,
-    severity_protocol,
+    severity_protocol=DEFAULT_PROTOCOL,
+    save_worst=0,
 ) -> None:
     from ..nnunet.domain import DEFAULT_WINDOW
     from .runner import ModelError
@@ -404,7 +409,8 @@ def _run_nnunet(
         name = name or predictor.name
         click.echo(
             f'ramp-stress: {name} (nnU-Net, fold {fold}) on {data} ({split}):'
-            f' {len(protocol.settings) - 1} corrupted settings + clean, HU window'
+            f' {len(protocol.settings) - 1} corrupted settings + clean'
+            f' ({describe_protocol(protocol.protocol)} severity protocol), HU window'
             f' {protocol.hu_range}, device {device}',
             err=True,
         )
@@ -423,6 +429,7 @@ def _run_nnunet(
             shard=shard_value,
             progress=progress,
             verify=verify,
+            save_worst=save_worst,
         )
     except UnicodeDecodeError as error:
         raise _fail(_damaged(error, out)) from error

@@ -246,7 +246,7 @@ def outline(mask: np.ndarray) -> np.ndarray:
 
     Example:
         >>> mask = np.zeros((5, 5), bool); mask[1:4, 1:4] = True
-        >>> outline(mask).sum()
+        >>> int(outline(mask).sum())
         8
     """
     mask = np.asarray(mask, bool)

@@ -40,9 +40,14 @@ from .store import SUMMARY_JSON
 from .store import ResultsError
 from .store import ResultsWriter
 from .store import complete_shards
+from .store import header_differences
+from .store import header_path
 from .store import load_results
 from .store import make_header
 from .store import merge_shards
+from .store import read_header
+from .store import results_stem
+from .store import scan_results
 from .store import shard_subjects
 from .store import write_json
 
@@ -328,6 +333,31 @@ def results_from_rows(
     )
 
 
+def complete_single_run(out: Path, header: Mapping[str, Any]) -> Path | None:
+    """``out/results.csv`` if it is a complete run made with ``header``'s
+    binding arguments (so a sharded re-run has nothing to do), else ``None``.
+
+    Example:
+        >>> complete_single_run(Path('results'), header)  # doctest: +SKIP
+        PosixPath('results/results.csv')
+    """
+    path = Path(out) / f'{results_stem(None)}.csv'
+    if not path.is_file():
+        return None
+    try:
+        old = read_header(header_path(path))
+    except (FileNotFoundError, ResultsError):
+        return None
+    if old.get('shard') is not None or header_differences(old, header):
+        return None
+    if sorted(old.get('subjects', [])) != sorted(header['subjects']):
+        return None
+    scanned = scan_results(path, old)
+    if scanned.damaged_tail or sorted(scanned.subjects) != sorted(header['subjects']):
+        return None
+    return path
+
+
 def dataset_classes(info: Mapping[str, Any]) -> dict[int, str]:
     """Foreground classes of a prepared dataset (``dataset.json``).
 
@@ -483,6 +513,18 @@ def run_stress_test(
         'host': platform.node(),
         **(session or {}),
     }
+    if shard is not None:
+        single = {**header, 'shard': None, 'subjects': sorted(ids)}
+        done = complete_single_run(out, single)
+        if done is not None:  # e.g. torchrun over a finished one-process run
+            summary = out / SUMMARY_JSON
+            return RunOutcome(
+                results=done,
+                evaluated=[],
+                skipped=list(mine),
+                subjects=mine,
+                summary=summary if summary.is_file() else None,
+            )
     evaluated = []
     worst = None
     if save_worst:

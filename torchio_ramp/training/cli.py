@@ -202,6 +202,9 @@ def main(ctx: click.Context, out: Path, resume: bool, progress: bool, **options)
         result = train(config, resume=resume, progress=progress)
     except (FileExistsError, FileNotFoundError, ValueError, TypeError) as error:
         raise click.ClickException(str(error)) from error
+    except OSError as error:  # e.g. disk full while saving a checkpoint
+        where = error.filename if error.filename is not None else out
+        raise click.ClickException(f'{where}: {error.strerror or error}') from error
     if result.run.path.is_dir() and _is_main():
         run = result.run
         click.echo(

@@ -11,8 +11,10 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from ..arguments import check_device
 from ..arguments import parse_size
 from ..models import UNET_PRESETS
+from ..operators import seed_value
 from ..pipelines import STRATEGIES
 from ..transforms.normalization import DEFAULT_HU_RANGE
 from .losses import DEFAULT_LR
@@ -118,6 +120,9 @@ class TrainingConfig:
             )
         if self.workers < 0:
             raise ValueError(f'workers must be >= 0, not {self.workers}')
+        self.seed = seed_value(self.seed, 'seed')
+        if self.device != 'auto':
+            check_device(self.device, 'device')
 
     @property
     def resolved_lr(self) -> float:

@@ -63,6 +63,7 @@ class RunFolder:
     PROGRAM = 'best.pt2'
     STATE_DICT = 'best_state_dict.pt'
     LAST = 'last.pt'
+    LAST_KEYS = ('model', 'optimizer', 'scheduler', 'epoch', 'best_val_dice')
     METRICS = 'metrics.csv'
     CONFIG = 'config.json'
 
@@ -119,7 +120,19 @@ class RunFolder:
             raise FileNotFoundError(
                 f'{path} not found: nothing to resume in {self.path}'
             )
-        return torch.load(path, map_location='cpu', weights_only=True)
+        try:
+            state = torch.load(path, map_location='cpu', weights_only=True)
+        except Exception as error:  # truncated, garbled, or not ours
+            raise ValueError(
+                f'{path} is damaged and cannot be resumed from ({_first_line(error)});'
+                ' restore it from a backup, or start a new --out'
+            ) from error
+        if not isinstance(state, dict):
+            raise ValueError(
+                f'{path} is not a training checkpoint of this tool (it holds a'
+                f' {type(state).__name__}); restore it, or start a new --out'
+            )
+        return state
 
     def save_best(self, model: UNet3d, document: Mapping[str, Any]) -> None:
         """Save ``best_state_dict.pt`` and the TorchScript ``best.pt``."""
@@ -227,9 +240,28 @@ def load_initial_weights(model: torch.nn.Module, path: str | Path) -> None:
         path = path / RunFolder.STATE_DICT
     if not path.is_file():
         raise FileNotFoundError(f'init_weights: {path} not found')
-    state = torch.load(path, map_location='cpu', weights_only=True)
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as error:  # unreadable, truncated, or a pickle with code
+        raise ValueError(
+            f'init_weights: cannot read {path} with torch.load(weights_only=True)'
+            f' ({_first_line(error)}); pass a state_dict saved with'
+            ' torch.save(model.state_dict(), path) or a run folder'
+        ) from error
+    if isinstance(state, dict) and isinstance(state.get('model'), dict):
+        state = state['model']  # a last.pt checkpoint
+    if not isinstance(state, dict):
+        message = (
+            f'init_weights: {path} holds a {type(state).__name__}, not a state_dict'
+        )
+        raise ValueError(message)
     try:
         model.load_state_dict(state)
-    except RuntimeError as error:
+    except (RuntimeError, TypeError, AttributeError) as error:
         message = f'init_weights: {path} does not fit the {type(model).__name__}'
-        raise ValueError(f'{message}: {error}') from error
+        raise ValueError(f'{message}: {_first_line(error)}') from error
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f'{type(error).__name__}: {text[0]}' if text else type(error).__name__
