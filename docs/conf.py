@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import logging
 import re
-from pathlib import Path
 
 import torchio_ramp
-
-DOCS = Path(__file__).resolve().parent
 
 project = 'torchio-ramp'
 author = 'torchio-ramp contributors'
@@ -41,7 +38,7 @@ exclude_patterns = ['_build', 'Thumbs.db', '.DS_Store']
 # (``nnunet*``, ``monai*``, ...); a pattern matching nothing yet is expected.
 suppress_warnings = ['toc.empty_glob']
 
-myst_enable_extensions = ['colon_fence', 'deflist', 'substitution']
+myst_enable_extensions = ['colon_fence', 'deflist']
 myst_heading_anchors = 3
 
 html_theme = 'alabaster'
@@ -54,18 +51,6 @@ autodoc_default_options = {'members': True, 'show-inheritance': True}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
-
-# Pages other contributors add under docs/ are picked up by the index's glob
-# toctree; a link to one of them is only written when the page exists.
-myst_substitutions = {
-    'installation_link': (
-        'Other ways to install (a built wheel, next to nnU-Net or MONAI) are in '
-        '[Installation](installation.md).'
-        if (DOCS / 'installation.md').exists()
-        else ''
-    ),
-}
-
 
 _documented: set[int] = set()
 
