@@ -2,7 +2,7 @@
 
 Runs in well under 5 minutes on one GPU (about a minute on an H100):
 
-1. Agreement: every kernel (the 13 corruption families, the 5 intensity
+1. Agreement: every kernel (the registered corruption families, the intensity
    operations and elastic) applied with the same CPU-seeded generator to the
    same image on the CPU and on CUDA. The kernels draw their random numbers on
    the generator's device, so the draws are identical and the results must

@@ -34,6 +34,20 @@ def _fractions(ctx, param, value: str) -> tuple[float, float, float]:
         raise click.BadParameter(str(error)) from error
 
 
+def _out_folder(ctx, param, value: str) -> Path:
+    """Refuse an empty OUT: ``""`` would silently mean the current folder."""
+    if not value.strip():
+        raise click.BadParameter(
+            f'{value!r} is not a folder name; pass a path (use . for the '
+            'current folder)'
+        )
+    return Path(value)
+
+
+SEED = click.IntRange(min=0)
+"""Split and phantom seeds: numpy.random.default_rng takes non-negative ints."""
+
+
 def _triple(kind: type) -> Callable[..., tuple]:
     def parse(ctx, param, value: str):
         try:
@@ -89,7 +103,7 @@ def _conversion_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             '--seed',
-            type=int,
+            type=SEED,
             default=DEFAULT_SEED,
             show_default=True,
             help='Seed of the split (numpy.random.default_rng).',
@@ -133,6 +147,13 @@ def _conversion_options(func: Callable[..., Any]) -> Callable[..., Any]:
             'grid (nearest neighbour) instead of failing the subject.',
         ),
         click.option(
+            '--repair-nonfinite',
+            is_flag=True,
+            help='Floating-point CTs with NaN/Inf voxels fail by default (they '
+            'would be read as 0 HU, water); with this flag NaN and -Inf become '
+            '-1024 HU and +Inf 3071 HU, and the counts go in the report.',
+        ),
+        click.option(
             '--overwrite',
             is_flag=True,
             help='Redo every subject, even those already finished.',
@@ -169,7 +190,11 @@ def _run(dataset: str, **kwargs: Any) -> None:
             kwargs.pop('src'),
             kwargs.pop('out'),
             subjects=subjects,
-            options=Options(kwargs.pop('link'), kwargs.pop('resample_masks')),
+            options=Options(
+                kwargs.pop('link'),
+                kwargs.pop('resample_masks'),
+                kwargs.pop('repair_nonfinite'),
+            ),
             **kwargs,
         )
     except PrepError as error:
@@ -199,6 +224,12 @@ def _echo_summary(summary: Summary) -> None:
         f'already done, {len(summary.failed)} failed; '
         f'{len(cohort.excluded) if cohort else 0} excluded from the cohort.'
     )
+    for ids in splits.get('duplicates') or []:
+        click.echo(
+            f'WARNING: the same scan (CT SHA-256) under {len(ids)} ids: '
+            f'{", ".join(ids)}; kept in one split (see the report).',
+            err=True,
+        )
     for subject_id, error in sorted(summary.failed.items()):
         click.echo(f'FAILED {subject_id}: {error}', err=True)
     click.echo(f'Report: {summary.root / REPORT_TXT}')
@@ -278,7 +309,7 @@ def abdomenct1k(**kwargs: Any) -> None:
     context_settings=CONTEXT,
     short_help="Write SYNTHETIC phantom CTs in a dataset's layout.",
 )
-@click.argument('out', type=click.Path(path_type=Path))
+@click.argument('out', type=click.Path(), callback=_out_folder)
 @click.option(
     '--layout',
     type=click.Choice(['totalseg', 'abdomenct1k']),
@@ -308,7 +339,7 @@ def abdomenct1k(**kwargs: Any) -> None:
 )
 @click.option(
     '--seed',
-    type=int,
+    type=SEED,
     default=0,
     show_default=True,
     help='Seed of the first phantom (subject i uses seed + i).',
@@ -319,6 +350,12 @@ def abdomenct1k(**kwargs: Any) -> None:
     help='AbdomenCT-1K only: AbdomenCT-1K-ImagePart1/ + Mask/ instead of '
     'images/ + masks/.',
 )
+@click.option(
+    '--progress/--no-progress',
+    default=True,
+    show_default=True,
+    help='Show a progress bar (on stderr).',
+)
 def synth(
     out: Path,
     layout: str,
@@ -327,6 +364,7 @@ def synth(
     spacing,
     seed: int,
     release_folders: bool,
+    progress: bool,
 ) -> None:
     """Write SYNTHETIC phantom CTs in a real dataset's layout to OUT.
 
@@ -348,7 +386,7 @@ def synth(
             spacing=spacing,
             seed=seed,
             release_folders=release_folders,
-            progress=True,
+            progress=progress,
         )
     except PrepError as error:
         raise click.ClickException(str(error)) from error
@@ -364,7 +402,7 @@ def synth(
 @click.argument('out', type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
     '--seed',
-    type=int,
+    type=SEED,
     default=DEFAULT_SEED,
     show_default=True,
     help='Seed of numpy.random.default_rng.',

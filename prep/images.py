@@ -20,11 +20,8 @@ final name.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
-import math
 import os
-import secrets
 import struct
 import zlib
 from collections.abc import Iterator
@@ -34,10 +31,17 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from torchio_ramp.files import TMP_MARKER  # noqa: F401 - re-exported
+from torchio_ramp.files import atomic_path
+from torchio_ramp.files import file_sha256 as sha256_file  # noqa: F401 - re-exported
+from torchio_ramp.files import remove_stale_temporaries  # noqa: F401 - re-exported
+from torchio_ramp.files import temp_path  # noqa: F401 - re-exported
+from torchio_ramp.integrity import expected_size
+from torchio_ramp.integrity import nifti_payload_size  # noqa: F401 - re-exported
+
 from .errors import PrepError
 from .errors import describe_os_error
 
-TMP_MARKER = '.ramp-tmp-'
 """Infix of temporary files; leftovers of killed runs are removed on re-run."""
 
 CHUNK = 1 << 20
@@ -150,51 +154,18 @@ def _is_gzip_name(path: Path) -> bool:
     return path.name.endswith('.gz')
 
 
-def nifti_payload_size(header: bytes) -> int | None:
-    """Bytes a single-file NIfTI should hold, from its first 540 bytes.
-
-    Args:
-        header: At least the first 348 (NIfTI-1) or 540 (NIfTI-2) bytes of
-            the uncompressed file.
-
-    Returns:
-        ``vox_offset`` plus the voxel data size, or ``None`` when ``header``
-        is not a single-file NIfTI header.
-
-    Example:
-        >>> import nibabel as nib, numpy as np
-        >>> img = nib.Nifti1Image(np.zeros((2, 3, 4), np.int16), np.eye(4))
-        >>> nifti_payload_size(img.header.binaryblock)  # 352 + 2 * 3 * 4 * 2
-        400
-    """
-    for endian in '<>':
-        if len(header) >= 348 and struct.unpack(endian + 'i', header[:4])[0] == 348:
-            if header[344:348] not in (b'n+1\0',):
-                return None
-            dim = struct.unpack(endian + '8h', header[40:56])
-            bitpix = struct.unpack(endian + 'h', header[72:74])[0]
-            offset = max(struct.unpack(endian + 'f', header[108:112])[0], 352)
-            break
-        if len(header) >= 540 and struct.unpack(endian + 'i', header[:4])[0] == 540:
-            if header[4:8] != b'n+2\0':
-                return None
-            bitpix = struct.unpack(endian + 'h', header[14:16])[0]
-            dim = struct.unpack(endian + '8q', header[16:80])
-            offset = max(struct.unpack(endian + 'q', header[168:176])[0], 544)
-            break
-    else:
-        return None
-    ndim = dim[0]
-    if not 1 <= ndim <= 7 or bitpix <= 0:
-        return None
-    voxels = math.prod(max(int(n), 1) for n in dim[1 : ndim + 1])
-    return int(offset) + voxels * bitpix // 8
-
-
 def _gzip_error(path: Path, detail: str) -> PrepError:
     return PrepError(
         f'{path}: corrupt gzip file ({detail}); re-download or re-export it.'
     )
+
+
+class _SinkError(Exception):
+    """Writing the copy failed (not reading the source): e.g. a full disk."""
+
+    def __init__(self, error: OSError):
+        super().__init__(str(error))
+        self.error = error
 
 
 def _stream(path: Path, sink=None) -> tuple[int, str]:
@@ -221,7 +192,10 @@ def _stream(path: Path, sink=None) -> tuple[int, str]:
                     break
                 sha.update(chunk)
                 if sink is not None:
-                    sink.write(chunk)
+                    try:
+                        sink.write(chunk)
+                    except OSError as error:
+                        raise _SinkError(error) from error
                 if inflater is None:
                     total += len(chunk)
                     continue
@@ -245,23 +219,6 @@ def _stream(path: Path, sink=None) -> tuple[int, str]:
     except OSError as error:
         raise describe_os_error(error, path, 'reading') from error
     return total, sha.hexdigest()
-
-
-def expected_size(path: Path) -> int | None:
-    """Uncompressed size ``path`` should have according to its NIfTI header.
-
-    Returns ``None`` when the header cannot be read as single-file NIfTI.
-
-    Example:
-        >>> expected_size(Path('ct.nii.gz'))  # doctest: +SKIP
-        739432
-    """
-    try:
-        opener = gzip.open if _is_gzip_name(path) else open
-        with opener(path, 'rb') as f:
-            return nifti_payload_size(f.read(540))
-    except (OSError, EOFError, zlib.error):
-        return None
 
 
 def check_integrity(path: Path, *, full: bool = False) -> None:
@@ -506,44 +463,24 @@ def resample_like(image: sitk.Image, geometry: Geometry) -> sitk.Image:
 # Writing
 
 
-def temp_path(destination: Path) -> Path:
-    """A fresh temporary name beside ``destination`` (same file system).
-
-    The name keeps the extension so SimpleITK picks the right writer.
-
-    Example:
-        >>> p = temp_path(Path('out/labels/s1.nii.gz'))
-        >>> p.parent, p.name.startswith('.s1.nii.gz.ramp-tmp-')
-        (PosixPath('out/labels'), True)
-        >>> p.name.endswith('.nii.gz')
-        True
-    """
-    suffix = '.nii.gz' if destination.name.endswith('.nii.gz') else destination.suffix
-    token = f'{os.getpid()}-{secrets.token_hex(4)}'
-    return destination.with_name(f'.{destination.name}{TMP_MARKER}{token}{suffix}')
-
-
 @contextlib.contextmanager
 def atomic_output(destination: Path) -> Iterator[Path]:
     """Yield a temporary path that replaces ``destination`` on success.
 
-    On any exception the temporary file is removed and ``destination`` is
-    left as it was. OS errors become :class:`PrepError` naming the file.
+    :func:`torchio_ramp.files.atomic_path` (``fsync``, then ``os.replace``;
+    on any exception the temporary file is removed and ``destination`` is
+    left as it was), with OS errors turned into :class:`PrepError` naming
+    the file.
 
     Example:
         >>> with atomic_output(Path('out/splits.json')) as tmp:  # doctest: +SKIP
         ...     tmp.write_text('{}')
     """
-    tmp = temp_path(destination)
     try:
-        yield tmp
-        os.replace(tmp, destination)
+        with atomic_path(destination) as tmp:
+            yield tmp
     except OSError as error:
-        _unlink(tmp)
         raise describe_os_error(error, destination, 'writing') from error
-    except BaseException:
-        _unlink(tmp)
-        raise
 
 
 def _unlink(path: Path) -> None:
@@ -552,18 +489,16 @@ def _unlink(path: Path) -> None:
 
 
 def write_text(destination: Path, text: str) -> None:
-    """Atomically write a UTF-8 text file.
+    """Atomically write a UTF-8 text file (newlines as given).
 
     Example:
         >>> write_text(Path('out/report.txt'), 'ok\\n')  # doctest: +SKIP
     """
     with (
         atomic_output(destination) as tmp,
-        tmp.open('w', encoding='utf-8', newline='') as f,
+        tmp.open('x', encoding='utf-8', newline='') as f,
     ):
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def write_image(image: sitk.Image, destination: Path) -> None:
@@ -628,7 +563,11 @@ def copy_checked(
     try:
         with tmp.open('wb') as sink:
             result = _stream(source, sink)
-    except OSError as error:
+    except _SinkError as error:
+        _unlink(tmp)
+        target = destination or tmp
+        raise describe_os_error(error.error, target, 'writing') from error.error
+    except OSError as error:  # opening or closing (flushing) the copy
         _unlink(tmp)
         raise describe_os_error(error, destination or tmp, 'writing') from error
     except BaseException:
@@ -647,34 +586,3 @@ def verify_stream(source: Path) -> tuple[int, str]:
         >>> verify_stream(Path('ct.nii.gz'))  # doctest: +SKIP
     """
     return _stream(source)
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file's bytes.
-
-    Example:
-        >>> sha256_file(Path('labels/s0001.nii.gz'))  # doctest: +SKIP
-    """
-    sha = hashlib.sha256()
-    with path.open('rb') as f:
-        for chunk in iter(lambda: f.read(CHUNK), b''):
-            sha.update(chunk)
-    return sha.hexdigest()
-
-
-def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete temporary files left by a killed run in ``folder``.
-
-    Only call while holding the output lock (no other run is writing).
-
-    Example:
-        >>> remove_stale_temporaries(Path('out/images'))  # doctest: +SKIP
-        []
-    """
-    removed = []
-    if folder.is_dir():
-        for path in folder.iterdir():
-            if path.name.startswith('.') and TMP_MARKER in path.name:
-                _unlink(path)
-                removed.append(path)
-    return removed

@@ -36,6 +36,9 @@ from torchio_ramp.datasets import SPLIT_NAMES
 from torchio_ramp.datasets import SPLITS_JSON
 from torchio_ramp.datasets import TOOL_NAME
 from torchio_ramp.datasets import dataset_name_key
+from torchio_ramp.files import FileLock
+from torchio_ramp.files import LockHeld
+from torchio_ramp.files import json_text
 from torchio_ramp.labels import ABDOMENCT1K_DROPPED
 from torchio_ramp.labels import ABDOMENCT1K_MAPPING
 from torchio_ramp.labels import ABDOMENCT1K_SOURCE_NAMES
@@ -206,7 +209,7 @@ def write_json(path: Path, data: Any) -> None:
     Example:
         >>> write_json(Path('out/splits.json'), {})  # doctest: +SKIP
     """
-    write_text(path, json.dumps(data, indent=2, sort_keys=False) + '\n')
+    write_text(path, json_text(data))
 
 
 def read_json(path: Path) -> Any:
@@ -352,22 +355,16 @@ def output_lock(layout: Layout):
     layout.state_dir.mkdir(parents=True, exist_ok=True)
     path = layout.state_dir / 'lock'
     try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no advisory locks
+        lock = FileLock(path).acquire()
+    except LockHeld as error:
+        raise FatalPrepError(
+            f'Another ramp-prep is writing {layout.root} (lock {path}); '
+            'wait for it to finish.'
+        ) from error
+    try:
         yield
-        return
-    with path.open('a') as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            raise FatalPrepError(
-                f'Another ramp-prep is writing {layout.root} (lock {path}); '
-                'wait for it to finish.'
-            ) from error
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        lock.release()
 
 
 # --------------------------------------------------------------------------
@@ -470,6 +467,8 @@ MANIFEST_FIELDS = [
     'source_split',
     'image_sha256',
     'label_sha256',
+    'image_bytes',
+    'label_bytes',
 ]
 
 
@@ -496,6 +495,8 @@ def build_manifest(records: list[dict[str, Any]], split_of: dict[str, str]) -> s
             'source_split': record.get('source_split', ''),
             'image_sha256': record['outputs']['image']['sha256'],
             'label_sha256': record['outputs']['label']['sha256'],
+            'image_bytes': record['outputs']['image']['size'],
+            'label_bytes': record['outputs']['label']['size'],
         }
         for name in ('background', *CLASS_NAMES.values()):
             row[f'voxels_{name}'] = voxels[name]
@@ -533,6 +534,7 @@ def build_splits_json(
             'basis': state.get('cohort_basis', 'source'),
         },
         'not_prepared': dict(sorted(not_prepared.items())),
+        'duplicates': state.get('duplicates') or [],
     }
 
 
@@ -597,9 +599,26 @@ def build_report(
     section(
         'Excluded from the cohort', [f'{k}: {v}' for k, v in sorted(excluded.items())]
     )
+    duplicates = state.get('duplicates') or []
+    if duplicates:
+        section(
+            'Duplicate scans (same CT SHA-256 under several ids; kept in one split)',
+            [', '.join(ids) for ids in duplicates],
+        )
     section(
         'Repaired headers', [f'{r["id"]}: {d}' for r in repaired for d in r['repaired']]
     )
+    nonfinite = [r for r in records if r.get('nonfinite')]
+    if nonfinite:
+        section(
+            'Non-finite CT voxels repaired (--repair-nonfinite: NaN and -Inf set to'
+            ' -1024 HU, +Inf to 3071 HU)',
+            [
+                f'{r["id"]}: {r["nonfinite"]["nan"]} NaN, {r["nonfinite"]["posinf"]}'
+                f' +Inf, {r["nonfinite"]["neginf"]} -Inf'
+                for r in nonfinite
+            ],
+        )
     section(
         'Masks resampled onto the CT grid (nearest neighbour)',
         [f'{r["id"]}: {", ".join(r["resampled"])}' for r in resampled],

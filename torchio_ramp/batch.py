@@ -18,8 +18,9 @@ import torch
 
 from .families import FAMILIES
 from .kernels.base import check_volume
+from .kernels.base import require_normalized
+from .operators import seed_value
 from .pipelines import RampCorrupt
-from .transforms.operation import require_normalized
 
 Plan = list[tuple[str, dict[str, Any], int]]
 
@@ -37,7 +38,8 @@ class BatchRampCorrupt(torch.nn.Module):
     Args:
         p: Probability of corrupting each sample.
         num_corruptions: ``k`` or its inclusive range (paper: 2 to 4).
-        families: Corruption pool (default: all 13).
+        families: Corruption pool (default: the paper's,
+            :data:`~torchio_ramp.families.PAPER_FAMILIES`).
         exclude_families: Families to leave out of the pool.
         ranges: Training ranges per family and parameter (see
             :class:`~torchio_ramp.RampCorrupt`).
@@ -118,7 +120,7 @@ class BatchRampCorrupt(torch.nn.Module):
         size = batch.shape[0]
         if seeds is None:
             seeds = torch.randint(0, 2**31, (size,)).tolist()
-        seeds = [int(s) for s in seeds]
+        seeds = [seed_value(int(s), f'{type(self).__name__}: seed') for s in seeds]
         if len(seeds) != size:
             raise ValueError(f'Got {len(seeds)} seeds for a batch of {size}')
         out = batch.clone()

@@ -7,6 +7,7 @@ prepared dataset split), ``merge`` (combine the shard files of a run) and
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -14,9 +15,13 @@ import click
 import torch
 
 from .. import __version__
+from ..cli_options import device_option
 from ..cli_options import family_names
 from ..cli_options import split_list
 from ..datasets import read_dataset_info
+from ..families import PAPER_FAMILIES
+from ..integrity import VERIFY_ENV
+from ..integrity import VERIFY_MODES
 from ..operators import SEVERITY_LEVELS
 from .predictors import check_output
 from .predictors import default_overlap
@@ -35,6 +40,34 @@ CONTEXT = {'help_option_names': ['-h', '--help'], 'max_content_width': 100}
 
 def _fail(error: BaseException) -> click.ClickException:
     return click.ClickException(str(error))
+
+
+def _damaged(error: UnicodeDecodeError, where: Path) -> str:
+    """A results file that is not UTF-8 text, named."""
+    return (
+        f'a results file in {where} is damaged: not UTF-8 text at byte'
+        f' {error.start} ({error.reason}). Restore it, or use another --out'
+    )
+
+
+def _load(path: Path):
+    """:func:`load_results` with a damaged file named in the error."""
+    try:
+        return load_results(path)
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f'{path} is damaged: not UTF-8 text at byte {error.start}'
+            f' ({error.reason}); restore it or re-run the stress test'
+        ) from error
+
+
+def _os_error(error: OSError, default: Path) -> str:
+    """``OSError`` as one line naming the file (disk full, permissions...)."""
+    where = error.filename if error.filename is not None else default
+    reason = error.strerror or str(error)
+    if error.errno == errno.ENOSPC:
+        return f'Disk full while writing {where} ({reason})'
+    return f'{where}: {reason}'
 
 
 def _levels(ctx, param, values: tuple[str, ...]) -> tuple[float, ...] | None:
@@ -75,8 +108,8 @@ def main() -> None:
 
     \b
     For each held-out subject: the clean volume plus every corruption family x
-    severity level (13 x {0.05, 0.10, 0.15, 0.20, 0.25} = 65 settings by
-    default), generated on the fly with a seed derived from (seed, subject,
+    severity level (by default the paper's families x {0.05, 0.10, 0.15, 0.20,
+    0.25}), generated on the fly with a seed derived from (seed, subject,
     family, level); labels unchanged.
 
     \b
@@ -140,7 +173,8 @@ def main() -> None:
     '--families',
     multiple=True,
     callback=family_names,
-    help='Corruption families, comma-separated or repeated [default: all 13].',
+    help="Corruption families, comma-separated or repeated [default: the paper's"
+    f' {len(PAPER_FAMILIES)}].',
 )
 @click.option(
     '--levels',
@@ -189,6 +223,7 @@ def main() -> None:
 @click.option(
     '--device',
     default=None,
+    callback=device_option,
     help='Inference device [default: cuda:$LOCAL_RANK if CUDA is available, else cpu].',
 )
 @click.option('--amp', is_flag=True, help='Automatic mixed precision (CUDA only).')
@@ -198,6 +233,14 @@ def main() -> None:
     ' under torchrun, else all].',
 )
 @click.option('--progress/--no-progress', default=True, help='Show progress bars.')
+@click.option(
+    '--verify',
+    type=click.Choice(VERIFY_MODES),
+    default=None,
+    help='Check each image/label against manifest.csv before use: sha256 (size and'
+    ' SHA-256) or size (size and NIfTI completeness, for huge cohorts)'
+    f' [default: ${VERIFY_ENV} or sha256].',
+)
 def run(
     model: str | None,
     nnunet: Path | None,
@@ -219,6 +262,7 @@ def run(
     amp: bool,
     shard: str | None,
     progress: bool,
+    verify: str | None,
 ) -> None:
     """Stress-test a model on the clean and corrupted volumes of a split.
 
@@ -232,6 +276,10 @@ def run(
     OUT/results.shard-i-of-n.csv; the last shard to finish merges them when
     they share OUT, otherwise run `ramp-stress merge`.
     """
+    from .runner import ModelError
+    from .runner import OutputContract
+    from .runner import dataset_classes
+    from .runner import expected_channels
     from .runner import run_stress_test
 
     if (model is None) == (nnunet is None):
@@ -268,10 +316,12 @@ def run(
             device,
             shard,
             progress,
+            verify,
         )
     try:
         shard_value = parse_shard(shard) if shard else shard_from_environment()
-        read_dataset_info(data)
+        info = read_dataset_info(data)
+        channels = expected_channels(dataset_classes(info))
         loaded = load_model(model, weights, device=device)
         config = loaded.config
         where = f' or add it to the sidecar {loaded.path.with_suffix(".json")}'
@@ -297,6 +347,13 @@ def run(
             device=device,
             name=str(loaded.path),
         )
+        if num_classes != channels:
+            raise ValueError(
+                f'{loaded.path} outputs {num_classes} channels but {data} has'
+                f' {channels} classes (background included, from'
+                f' {data / "dataset.json"}); this model was not trained for'
+                ' this dataset'
+            )
         protocol = StressProtocol(
             families=families,
             levels=levels or SEVERITY_LEVELS,
@@ -304,7 +361,7 @@ def run(
             hu_range=hu_range,
         )
         predictor = make_predictor(
-            loaded.module,
+            OutputContract(loaded.module, channels),
             patch_size,
             overlap=overlap,
             batch_size=batch_size,
@@ -347,9 +404,16 @@ def run(
             session=session,
             shard=shard_value,
             progress=progress,
+            verify=verify,
         )
+    except UnicodeDecodeError as error:
+        raise _fail(_damaged(error, out)) from error
     except (FileNotFoundError, ValueError, TypeError, ImportError) as error:
         raise _fail(error) from error
+    except ModelError as error:
+        raise _fail(error) from error
+    except OSError as error:  # e.g. disk full while writing the results
+        raise _fail(_os_error(error, out)) from error
     _echo_outcome(outcome)
 
 
@@ -368,8 +432,10 @@ def _run_nnunet(
     device,
     shard,
     progress,
+    verify,
 ) -> None:
     from ..nnunet.domain import DEFAULT_WINDOW
+    from .runner import ModelError
     from .runner import run_stress_test
 
     try:
@@ -408,9 +474,16 @@ def _run_nnunet(
             },
             shard=shard_value,
             progress=progress,
+            verify=verify,
         )
+    except UnicodeDecodeError as error:
+        raise _fail(_damaged(error, out)) from error
     except (FileNotFoundError, ValueError, TypeError, ImportError) as error:
         raise _fail(error) from error
+    except ModelError as error:
+        raise _fail(error) from error
+    except OSError as error:  # e.g. disk full while writing the results
+        raise _fail(_os_error(error, out)) from error
     _echo_outcome(outcome)
 
 
@@ -475,9 +548,13 @@ def merge(inputs: tuple[Path, ...], out: Path) -> None:
 
     try:
         merged = merge_shards(list(inputs), out)
-        summary = write_summary(load_results(merged), out)
+        summary = write_summary(_load(merged), out)
+    except UnicodeDecodeError as error:
+        raise _fail(_damaged(error, Path(' '.join(map(str, inputs))))) from error
     except (FileNotFoundError, ValueError) as error:
         raise _fail(error) from error
+    except OSError as error:
+        raise _fail(_os_error(error, out)) from error
     click.echo(f'Merged into {merged}')
     _echo_headline(summary)
 
@@ -533,7 +610,7 @@ def report(
 
     try:
         files = [find_results(path) for path in results]
-        loaded = [load_results(path) for path in files]
+        loaded = [_load(path) for path in files]
         path = write_report(
             loaded,
             out,
@@ -546,4 +623,6 @@ def report(
         )
     except (FileNotFoundError, ValueError, ImportError) as error:
         raise _fail(error) from error
+    except OSError as error:
+        raise _fail(_os_error(error, out)) from error
     click.echo(f'Report: {path}')

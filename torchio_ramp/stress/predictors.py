@@ -56,6 +56,7 @@ from typing import Any
 
 import torch
 
+from ..cli_options import check_device
 from ..inference import SlidingWindowPredictor
 from .store import file_sha256
 
@@ -279,7 +280,16 @@ def _load_factory(spec: str, weights: Path, device: torch.device) -> torch.nn.Mo
         target = getattr(target, part)
     if not callable(target):
         raise ValueError(f'--model {spec}: {attribute!r} is not callable')
-    network = target()
+    try:
+        network = target()
+    except Exception as error:  # user code: name the option and the failure
+        text = str(error).strip().splitlines()
+        message = (
+            f'--model {spec}: calling {attribute}() failed:'
+            f' {type(error).__name__}: {text[0] if text else ""}. The factory must'
+            ' take no arguments and return a torch.nn.Module'
+        )
+        raise ValueError(message) from error
     if not isinstance(network, torch.nn.Module):
         message = (
             f'--model {spec}: the factory returned {type(network).__name__}, not a'
@@ -326,7 +336,7 @@ def load_model(
         >>> loaded.name, loaded.config.patch_size  # doctest: +SKIP
         ('model', (96, 96, 96))
     """
-    device = torch.device(device)
+    device = check_device(device, 'device')
     spec = str(model)
     path = Path(model)
     if path.is_file():
