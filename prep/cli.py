@@ -63,17 +63,6 @@ def _triple(kind: type) -> Callable[..., tuple]:
     return parse
 
 
-def _out_folder(ctx, param, value: str) -> Path:
-    # An unset variable (`ramp-prep totalseg SRC "$nnUNet_raw"`) must not mean
-    # the current folder.
-    if not value.strip():
-        raise click.BadParameter(
-            'OUT is empty (an unset variable such as $nnUNet_raw?); name the '
-            'output folder'
-        )
-    return Path(value)
-
-
 def _conversion_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.argument(

@@ -133,7 +133,7 @@ def test_cli_nnunet_usage_errors(tmp_path):
     with runner.isolated_filesystem(temp_dir=tmp_path) as here:
         args = ['totalseg', str(tmp_path / 'src'), '', '--format', 'nnunet']
         result = runner.invoke(main, [*args, '--dataset-id', '5'])
-        assert result.exit_code == 2 and 'OUT is empty' in result.output
+        assert result.exit_code == 2 and 'is not a folder name' in result.output
         assert sorted(p.name for p in Path(here).iterdir()) == []
 
 
