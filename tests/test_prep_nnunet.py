@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,7 +117,7 @@ def test_resplit_moves_cases_between_tr_and_ts(exported):
     assert names(root / 'imagesTs') == [f'{i}_0000.nii.gz' for i in default['test']]
 
 
-def test_cli_nnunet_usage_errors(tmp_path):
+def test_cli_nnunet_usage_errors(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from ramp_prep.cli import main
@@ -130,11 +129,13 @@ def test_cli_nnunet_usage_errors(tmp_path):
     )
     assert result.exit_code == 2 and '--dataset-id' in result.output
     # `ramp-prep totalseg SRC "$nnUNet_raw"` with the variable unset
-    with runner.isolated_filesystem(temp_dir=tmp_path) as here:
-        args = ['totalseg', str(tmp_path / 'src'), '', '--format', 'nnunet']
-        result = runner.invoke(main, [*args, '--dataset-id', '5'])
-        assert result.exit_code == 2 and 'OUT is empty' in result.output
-        assert sorted(p.name for p in Path(here).iterdir()) == []
+    here = tmp_path / 'here'
+    here.mkdir()
+    monkeypatch.chdir(here)
+    args = ['totalseg', str(tmp_path / 'src'), '', '--format', 'nnunet']
+    result = runner.invoke(main, [*args, '--dataset-id', '5'])
+    assert result.exit_code == 2 and 'is not a folder name' in result.output
+    assert list(here.iterdir()) == []
 
 
 def test_nnunet_needs_a_dataset_id(tmp_path):

@@ -14,6 +14,7 @@ from . import require_nnunetv2
 
 require_nnunetv2()
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torchio as tio  # noqa: E402
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform  # noqa: E402
@@ -50,6 +51,14 @@ class TorchIOStage(BasicTransform):
         self.domain = domain
 
     def apply(self, data_dict: dict, **params) -> dict:
+        # nnU-Net seeds NumPy in each data-augmentation worker, not torch (whose
+        # state every forked worker shares): draw this sample's torch seed
+        # from NumPy so that workers do not repeat each other's augmentations.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(np.random.randint(0, 2**31 - 1)))
+            return self._apply(data_dict)
+
+    def _apply(self, data_dict: dict) -> dict:
         image = data_dict['image']
         flat = image.ndim == 3  # a 2-D sample (C, X, Y)
         if flat:
