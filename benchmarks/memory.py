@@ -5,7 +5,7 @@ fresh subprocess: it allocates the input volume (default ``1 x 512 x 512 x
 256`` float32, 256 MiB), takes the resident set size as the baseline, runs the
 operator once and reads the peak resident set size. The difference is the
 operator's peak memory above its input (output included), reported in MiB and as
-a multiple of the input's size; issue 6's target is at most 3.
+a multiple of the input's size; the target is at most 3.
 
 The peak is the kernel's high-water mark ``VmHWM`` (``/proc/self/status``),
 reset to the current use after the input is allocated (``echo 5 >
@@ -23,7 +23,7 @@ several seeds in the same process; their peak is the largest over those seeds.
 
 :func:`count_allocations` complements the RSS numbers without subprocesses: it
 records every new buffer of at least an eighth of the input's size that the
-torch operators of one call allocate, and their dtypes (issue 6: no
+torch operators of one call allocate, and their dtypes (target: no
 per-voxel float64).
 
 Usage::

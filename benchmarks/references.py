@@ -3,8 +3,8 @@
 Each reference computes the same math as the torchio-ramp kernel of the same
 name, written the straightforward way a competent engineer would write it in
 torch (no NumPy, float32, in-place where it is obvious), and independently of
-``torchio_ramp``: nothing here imports the library. They are the speed bar of
-issue 6 (each kernel within 1.5x of its reference, same run) and, because they
+``torchio_ramp``: nothing here imports the library. They are the speed bar
+(each kernel within 1.5x of its reference, same run) and, because they
 draw their random numbers from the generator in the same order as the kernels,
 a check that the kernels compute what they claim: ``benchmarks/run.py`` reports
 the largest difference between kernel and reference for the same seed.
