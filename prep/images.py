@@ -24,7 +24,6 @@ import gzip
 import hashlib
 import math
 import os
-import secrets
 import struct
 import zlib
 from collections.abc import Iterator
@@ -34,10 +33,15 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from torchio_ramp.files import TMP_MARKER  # noqa: F401 - re-exported
+from torchio_ramp.files import atomic_path
+from torchio_ramp.files import file_sha256 as sha256_file  # noqa: F401 - re-exported
+from torchio_ramp.files import remove_stale_temporaries  # noqa: F401 - re-exported
+from torchio_ramp.files import temp_path  # noqa: F401 - re-exported
+
 from .errors import PrepError
 from .errors import describe_os_error
 
-TMP_MARKER = '.ramp-tmp-'
 """Infix of temporary files; leftovers of killed runs are removed on re-run."""
 
 CHUNK = 1 << 20
@@ -506,44 +510,24 @@ def resample_like(image: sitk.Image, geometry: Geometry) -> sitk.Image:
 # Writing
 
 
-def temp_path(destination: Path) -> Path:
-    """A fresh temporary name beside ``destination`` (same file system).
-
-    The name keeps the extension so SimpleITK picks the right writer.
-
-    Example:
-        >>> p = temp_path(Path('out/labels/s1.nii.gz'))
-        >>> p.parent, p.name.startswith('.s1.nii.gz.ramp-tmp-')
-        (PosixPath('out/labels'), True)
-        >>> p.name.endswith('.nii.gz')
-        True
-    """
-    suffix = '.nii.gz' if destination.name.endswith('.nii.gz') else destination.suffix
-    token = f'{os.getpid()}-{secrets.token_hex(4)}'
-    return destination.with_name(f'.{destination.name}{TMP_MARKER}{token}{suffix}')
-
-
 @contextlib.contextmanager
 def atomic_output(destination: Path) -> Iterator[Path]:
     """Yield a temporary path that replaces ``destination`` on success.
 
-    On any exception the temporary file is removed and ``destination`` is
-    left as it was. OS errors become :class:`PrepError` naming the file.
+    :func:`torchio_ramp.files.atomic_path` (``fsync``, then ``os.replace``;
+    on any exception the temporary file is removed and ``destination`` is
+    left as it was), with OS errors turned into :class:`PrepError` naming
+    the file.
 
     Example:
         >>> with atomic_output(Path('out/splits.json')) as tmp:  # doctest: +SKIP
         ...     tmp.write_text('{}')
     """
-    tmp = temp_path(destination)
     try:
-        yield tmp
-        os.replace(tmp, destination)
+        with atomic_path(destination) as tmp:
+            yield tmp
     except OSError as error:
-        _unlink(tmp)
         raise describe_os_error(error, destination, 'writing') from error
-    except BaseException:
-        _unlink(tmp)
-        raise
 
 
 def _unlink(path: Path) -> None:
@@ -552,18 +536,16 @@ def _unlink(path: Path) -> None:
 
 
 def write_text(destination: Path, text: str) -> None:
-    """Atomically write a UTF-8 text file.
+    """Atomically write a UTF-8 text file (newlines as given).
 
     Example:
         >>> write_text(Path('out/report.txt'), 'ok\\n')  # doctest: +SKIP
     """
     with (
         atomic_output(destination) as tmp,
-        tmp.open('w', encoding='utf-8', newline='') as f,
+        tmp.open('x', encoding='utf-8', newline='') as f,
     ):
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def write_image(image: sitk.Image, destination: Path) -> None:
@@ -647,34 +629,3 @@ def verify_stream(source: Path) -> tuple[int, str]:
         >>> verify_stream(Path('ct.nii.gz'))  # doctest: +SKIP
     """
     return _stream(source)
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file's bytes.
-
-    Example:
-        >>> sha256_file(Path('labels/s0001.nii.gz'))  # doctest: +SKIP
-    """
-    sha = hashlib.sha256()
-    with path.open('rb') as f:
-        for chunk in iter(lambda: f.read(CHUNK), b''):
-            sha.update(chunk)
-    return sha.hexdigest()
-
-
-def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete temporary files left by a killed run in ``folder``.
-
-    Only call while holding the output lock (no other run is writing).
-
-    Example:
-        >>> remove_stale_temporaries(Path('out/images'))  # doctest: +SKIP
-        []
-    """
-    removed = []
-    if folder.is_dir():
-        for path in folder.iterdir():
-            if path.name.startswith('.') and TMP_MARKER in path.name:
-                _unlink(path)
-                removed.append(path)
-    return removed

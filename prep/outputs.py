@@ -35,6 +35,9 @@ from torchio_ramp.datasets import MANIFEST_CSV
 from torchio_ramp.datasets import SPLIT_NAMES
 from torchio_ramp.datasets import SPLITS_JSON
 from torchio_ramp.datasets import TOOL_NAME
+from torchio_ramp.files import FileLock
+from torchio_ramp.files import LockHeld
+from torchio_ramp.files import json_text
 from torchio_ramp.labels import ABDOMENCT1K_DROPPED
 from torchio_ramp.labels import ABDOMENCT1K_MAPPING
 from torchio_ramp.labels import ABDOMENCT1K_SOURCE_NAMES
@@ -205,7 +208,7 @@ def write_json(path: Path, data: Any) -> None:
     Example:
         >>> write_json(Path('out/splits.json'), {})  # doctest: +SKIP
     """
-    write_text(path, json.dumps(data, indent=2, sort_keys=False) + '\n')
+    write_text(path, json_text(data))
 
 
 def read_json(path: Path) -> Any:
@@ -351,22 +354,16 @@ def output_lock(layout: Layout):
     layout.state_dir.mkdir(parents=True, exist_ok=True)
     path = layout.state_dir / 'lock'
     try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no advisory locks
+        lock = FileLock(path).acquire()
+    except LockHeld as error:
+        raise FatalPrepError(
+            f'Another ramp-prep is writing {layout.root} (lock {path}); '
+            'wait for it to finish.'
+        ) from error
+    try:
         yield
-        return
-    with path.open('a') as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            raise FatalPrepError(
-                f'Another ramp-prep is writing {layout.root} (lock {path}); '
-                'wait for it to finish.'
-            ) from error
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        lock.release()
 
 
 # --------------------------------------------------------------------------

@@ -366,3 +366,23 @@ def test_initial_weights_come_from_a_state_dict_or_a_run_folder(tmp_path):
         FileNotFoundError, match=r'init_weights: .*missing.pt not found'
     ):
         load_initial_weights(wider, tmp_path / 'missing.pt')
+
+
+def test_ramp_train_is_the_console_script_and_the_example_wraps_it():
+    import subprocess
+    import sys
+    from importlib.metadata import entry_points
+
+    from torchio_ramp.training.cli import main
+
+    (script,) = entry_points(group='console_scripts', name='ramp-train')
+    assert script.load() is main
+    assert load_script('train').main is main
+    help_text = subprocess.run(
+        [sys.executable, '-m', 'torchio_ramp.training', '--help'],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert help_text.startswith('Usage: ramp-train [OPTIONS]')
+    assert '--patch-size' in help_text and '--resume' in help_text

@@ -18,8 +18,9 @@ import torch
 
 from .families import FAMILIES
 from .kernels.base import check_volume
+from .kernels.base import require_normalized
+from .operators import seed_value
 from .pipelines import RampCorrupt
-from .transforms.operation import require_normalized
 
 Plan = list[tuple[str, dict[str, Any], int]]
 
@@ -118,7 +119,7 @@ class BatchRampCorrupt(torch.nn.Module):
         size = batch.shape[0]
         if seeds is None:
             seeds = torch.randint(0, 2**31, (size,)).tolist()
-        seeds = [int(s) for s in seeds]
+        seeds = [seed_value(int(s), f'{type(self).__name__}: seed') for s in seeds]
         if len(seeds) != size:
             raise ValueError(f'Got {len(seeds)} seeds for a batch of {size}')
         out = batch.clone()

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from .kernels.base import IntensityError
+
 SEVERITY_LEVELS: tuple[float, ...] = (0.05, 0.10, 0.15, 0.20, 0.25)
 """The paper's five evaluation severity levels (section 3.5)."""
 
@@ -214,10 +216,33 @@ class Operator:
             ...
             ValueError: Operator "blur": parameter "sigma" must be in [0.0, None], not -1.0
         """  # noqa: E501
-        return self.kernel(x, generator=generator, **self.check_arguments(arguments))
+        arguments = self.check_arguments(arguments)
+        try:
+            return self.kernel(x, generator=generator, **arguments)
+        except IntensityError as error:
+            raise error.renamed(f'Operator "{self.name}"', error.image_name) from None
 
 
 # Validators for options ---------------------------------------------------------
+
+MAX_SEED = 2**64 - 1
+"""Largest seed a ``torch.Generator`` accepts."""
+
+
+def seed_value(value: Any, name: str = 'seed') -> int:
+    """Validate a seed: an integer in ``[0, 2**64 - 1]``.
+
+    Example:
+        >>> seed_value(2**64)
+        Traceback (most recent call last):
+        ...
+        ValueError: seed must be an integer in [0, 2**64 - 1], not 18446744073709551616
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f'{name} must be an integer in [0, 2**64 - 1], not {value!r}')
+    if not 0 <= value <= MAX_SEED:
+        raise ValueError(f'{name} must be an integer in [0, 2**64 - 1], not {value}')
+    return int(value)
 
 
 def positive_int(value: Any, name: str) -> int:

@@ -264,6 +264,14 @@ class Ramp(_Pipeline):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
+        for stage, value in (
+            ('spatial', spatial),
+            ('intensity', intensity),
+            ('corruption', corruption),
+        ):
+            if not isinstance(value, bool):
+                message = f'Ramp: {stage} must be True or False, not {value!r}'
+                raise TypeError(message)
         arguments = self._child_arguments()
         self.transforms: list[tio.Transform] = []
         if spatial:

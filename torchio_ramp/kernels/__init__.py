@@ -10,6 +10,8 @@ from .artifacts import add_ghosts
 from .artifacts import add_slice_offsets
 from .artifacts import ghosting
 from .artifacts import stripes
+from .base import IntensityError
+from .base import check_intensities
 from .blur import gaussian_blur
 from .blur import motion_blur
 from .blur import sharpen
@@ -37,10 +39,12 @@ from .noise import speckle_noise
 from .resolution import downsample
 
 __all__ = [
+    'IntensityError',
     'add_ghosts',
     'add_slice_offsets',
     'bias_field',
     'bias_field_map',
+    'check_intensities',
     'compound',
     'contrast_reduction',
     'downsample',

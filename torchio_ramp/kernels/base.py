@@ -9,6 +9,9 @@ A kernel is a pure function ``kernel(x, *, <parameters>, generator=None)``:
   generator's device and then moved to ``x.device``, so a CPU generator seeded
   with the same value gives the same result for CPU and CUDA tensors. A CUDA
   generator is faster on the GPU but draws a different stream.
+- Non-finite input and values outside ``[0, 1]`` (such as raw Hounsfield
+  units) are refused with an :class:`IntensityError`: one :func:`torch.aminmax`
+  reduction per call (:func:`check_intensities`).
 - A batch is ``B`` independent images: :func:`batched` runs the single-image
   kernel once per sample, with per-sample parameters when a parameter is given
   as a list (or 1-D tensor) of length ``B`` (tuples are single values, such as
@@ -20,6 +23,7 @@ A kernel is a pure function ``kernel(x, *, <parameters>, generator=None)``:
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from collections.abc import Sequence
 from typing import Any
@@ -31,9 +35,44 @@ SPATIAL_DIMS = (-3, -2, -1)
 
 KernelT = TypeVar('KernelT', bound=Callable[..., torch.Tensor])
 
+TOLERANCE = 1e-5
+"""Slack allowed around ``[0, 1]`` when checking that an image is normalised."""
+
+NORMALIZE_HINT = (
+    'RAMP operators expect intensities normalised to [0, 1]; put'
+    ' CTNormalize(hu_range=...) first, e.g.'
+    ' tio.Compose([CTNormalize(), Ramp()])'
+)
+
+
+class IntensityError(ValueError):
+    """Non-finite values, or values outside ``[0, 1]``, reached an operator.
+
+    Every public entry (kernels, registry operators, transforms, the batched
+    corruption) raises this error with one message format:
+    ``'<owner>: image "<name>" <problem>. <hint>'``.
+
+    Attributes:
+        owner: The kernel, operator or transform that refused the image.
+        image_name: The image (``'x'`` for a kernel's argument).
+        problem: What is wrong, e.g. ``'contains NaN or Inf values'``.
+        hint: What to do about it.
+    """
+
+    def __init__(self, owner: str, image_name: str, problem: str, hint: str):
+        self.owner = owner
+        self.image_name = image_name
+        self.problem = problem
+        self.hint = hint
+        super().__init__(f'{owner}: image "{image_name}" {problem}. {hint}'.strip())
+
+    def renamed(self, owner: str, image_name: str) -> IntensityError:
+        """The same problem, reported for another owner and image name."""
+        return IntensityError(owner, image_name, self.problem, self.hint)
+
 
 def check_volume(x: torch.Tensor, name: str = 'x') -> None:
-    """Raise a ``ValueError`` unless ``x`` is a floating 4-D or 5-D tensor."""
+    """Raise a ``ValueError`` unless ``x`` is a non-empty floating 4-D or 5-D tensor."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f'{name} must be a torch.Tensor, not {type(x).__name__}')
     if x.ndim not in (4, 5):
@@ -44,6 +83,89 @@ def check_volume(x: torch.Tensor, name: str = 'x') -> None:
         raise ValueError(message)
     if not x.is_floating_point():
         raise ValueError(f'{name} must be a floating tensor, not {x.dtype}')
+    if x.numel() == 0:
+        raise ValueError(f'{name} is empty: it has shape {tuple(x.shape)}')
+
+
+def check_intensities(
+    data: torch.Tensor,
+    image_name: str = 'x',
+    owner: str = 'kernel',
+    *,
+    normalized: bool = True,
+) -> None:
+    """Refuse NaN/Inf and, if ``normalized``, values outside ``[0, 1]``.
+
+    The check is one reduction (:func:`torch.aminmax`): a NaN anywhere makes
+    both extremes NaN, an Inf makes one of them infinite. The slower
+    :func:`torch.isfinite` pass runs only to word the error. Integer tensors
+    are always finite, so only their range is checked.
+
+    Args:
+        data: The image.
+        image_name: Its name in the message.
+        owner: The kernel, operator or transform, in the message.
+        normalized: Also require values in ``[0, 1]`` (up to
+            :data:`TOLERANCE`).
+
+    Raises:
+        ValueError: If ``data`` is empty.
+        IntensityError: If it holds non-finite or (when ``normalized``)
+            out-of-range values.
+
+    Example:
+        >>> try:
+        ...     check_intensities(torch.tensor([0.0, float('nan')]), owner='demo')
+        ... except IntensityError as error:
+        ...     print(error.owner, error.problem)
+        demo contains NaN or Inf values (1 of 2 voxels)
+    """
+    if data.numel() == 0:
+        message = f'{owner}: image "{image_name}" is empty (shape {tuple(data.shape)})'
+        raise ValueError(message)
+    low, high = (float(v) for v in torch.aminmax(data))
+    if normalized:
+        if low >= -TOLERANCE and high <= 1 + TOLERANCE:
+            return
+    elif math.isfinite(low) and math.isfinite(high):
+        return
+    if not (math.isfinite(low) and math.isfinite(high)):
+        count = int((~torch.isfinite(data)).sum()) if data.is_floating_point() else 0
+        problem = f'contains NaN or Inf values ({count} of {data.numel()} voxels)'
+        hint = (
+            'Repair or exclude the scan (ramp-prep refuses such CTs unless'
+            ' --repair-nonfinite is given)'
+        )
+        if normalized:
+            hint = f'{hint}; {NORMALIZE_HINT}'
+    else:
+        problem = f'has values in [{low:.6g}, {high:.6g}], outside [0, 1]'
+        hint = NORMALIZE_HINT
+    raise IntensityError(owner, image_name, problem, hint)
+
+
+def require_normalized(
+    data: torch.Tensor,
+    image_name: str,
+    transform_name: str,
+) -> torch.Tensor:
+    """Return ``data`` as a floating tensor, or raise if it is not in ``[0, 1]``.
+
+    RAMP operators work in normalised intensity space. Raw HU values, NaN or
+    Inf would otherwise give a silently wrong result after clipping.
+
+    Raises:
+        IntensityError: Naming the transform, the image and what is wrong, and
+            suggesting :class:`~torchio_ramp.CTNormalize`.
+
+    Example:
+        >>> require_normalized(torch.full((1, 2, 2, 2), 0.5), 'ct', 'demo').dtype
+        torch.float32
+    """
+    if not data.is_floating_point():
+        data = data.float()
+    check_intensities(data, image_name, transform_name)
+    return data
 
 
 def batched(kernel: KernelT) -> KernelT:
@@ -69,6 +191,7 @@ def batched(kernel: KernelT) -> KernelT:
     @functools.wraps(kernel)
     def wrapper(x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         check_volume(x)
+        check_intensities(x, 'x', kernel.__name__)
         if x.ndim == 4:
             for key, value in kwargs.items():
                 if isinstance(value, list):

@@ -107,6 +107,11 @@ def _multiply_by_bias(
     return x.mul_(field).clamp_(0, 1)
 
 
+MAX_NOISE_VALUES = 2**28
+"""Most random numbers a smooth field may draw (1 GiB of float32); a larger
+need means a sigma far beyond the image size."""
+
+
 def coarse_step(sigma: float) -> int:
     """Grid step (voxels) at which a field smoothed by ``sigma`` is generated.
 
@@ -136,6 +141,8 @@ def coarse_noise_field(
         >>> coarse_noise_field((64, 64, 1), sigma=9.0).shape
         torch.Size([1, 22, 22, 1])
     """
+    if not (math.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f'sigma must be a finite non-negative number, not {sigma!r}')
     step = coarse_step(sigma)
     coarse_shape = [1 if n == 1 else math.ceil((n - 1) / step) + 1 for n in shape]
     # Corner-aligned upsampling spaces coarse samples (n - 1) / (m - 1) <= step
@@ -150,6 +157,21 @@ def coarse_noise_field(
     dense_sigmas = [sigma if n > 1 else 0.0 for n in shape]
     # Noise is drawn a kernel radius beyond every edge and smoothed with 'valid'
     # filtering, so the field is stationary: no boundary effects.
+    # Refuse before building anything: a sigma far beyond the image gives
+    # kernels and noise buffers of astronomical size.
+    padded = [
+        m + 2 * int(TRUNCATE * s + 0.5)
+        for m, s in zip(coarse_shape, coarse_sigmas, strict=True)
+    ]
+    values = channels * math.prod(padded)
+    if values > MAX_NOISE_VALUES:
+        message = (
+            f'sigma={sigma:g} voxels is too large for a field of shape'
+            f' {tuple(shape)}: it needs {values:.3g} random numbers (at most'
+            f' {MAX_NOISE_VALUES:.3g}); use a sigma of the order of the image size'
+            ' or less'
+        )
+        raise ValueError(message)
     options = {'device': device, 'dtype': dtype}
     smoothing = [
         gaussian_matrix(m, s, **options)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 import torchio as tio
 from torchio.transforms.augmentation import RandomTransform
 
+from ..kernels.base import check_intensities
 from ..kernels.elastic import elastic_grid
 from ..kernels.elastic import sample
+from ..operators import seed_value
 from .operation import delegated_arguments
+from .spatial import check_same_grid
+from .spatial import spatial_images
 
 _MODES = {'linear': 'bilinear', 'nearest': 'nearest'}
 
@@ -18,8 +23,10 @@ _MODES = {'linear': 'bilinear', 'nearest': 'nearest'}
 class DenseElastic(tio.SpatialTransform):
     """Warp every image with one Simard-style displacement field (deterministic).
 
-    Intensity images are interpolated linearly, label maps by nearest neighbour
-    (their value set is preserved); values beyond the border repeat the edge.
+    Intensity images are interpolated linearly (integer ones, such as an
+    ``int16`` CT, become ``float32``), label maps by nearest neighbour (their
+    value set is preserved); values beyond the border repeat the edge. Images
+    must share one shape and must not hold NaN or Inf.
     The field is ``alpha * G_sigma * U(-1, 1)`` per axis, in voxels (see
     :func:`~torchio_ramp.kernels.elastic.elastic_grid`).
 
@@ -54,9 +61,7 @@ class DenseElastic(tio.SpatialTransform):
         super().__init__(**kwargs)
         self.alpha = _non_negative(alpha, 'alpha')
         self.sigma = _non_negative(sigma, 'sigma')
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f'seed must be a non-negative integer, not {seed!r}')
-        self.seed = seed
+        self.seed = seed_value(seed, f'{self.name}: seed')
         if image_interpolation not in _MODES:
             message = (
                 f'image_interpolation must be one of {sorted(_MODES)},'
@@ -67,21 +72,29 @@ class DenseElastic(tio.SpatialTransform):
         self.args_names = ['alpha', 'sigma', 'seed', 'image_interpolation']
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
-        images = self.get_images(subject)
+        images = spatial_images(self, subject)
         if not images:
             return subject
-        subject.check_consistent_spatial_shape()
+        check_same_grid(images, self.name)
+        for name, image in images.items():
+            if not isinstance(image, tio.LabelMap):
+                check_intensities(image.data, name, self.name, normalized=False)
         generator = torch.Generator().manual_seed(self.seed)
         grid = elastic_grid(
-            images[0].spatial_shape,
+            next(iter(images.values())).spatial_shape,
             alpha=self.alpha,
             sigma=self.sigma,
             generator=generator,
         )
-        for image in images:
-            is_label = isinstance(image, tio.LabelMap)
-            mode = 'nearest' if is_label else _MODES[self.image_interpolation]
-            image.set_data(sample(image.data, grid, mode=mode))
+        for image in images.values():
+            data = image.data
+            if isinstance(image, tio.LabelMap):
+                mode = 'nearest'
+            else:
+                mode = _MODES[self.image_interpolation]
+                if mode == 'bilinear' and not data.is_floating_point():
+                    data = data.float()  # e.g. an int16 CT: interpolate in float32
+            image.set_data(sample(data, grid, mode=mode))
         return subject
 
 
@@ -129,8 +142,13 @@ class RandomDenseElastic(RandomTransform, tio.SpatialTransform):
 
 
 def _non_negative(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f'{name} must be a non-negative number, not {value!r}')
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(f'{name} must be a finite non-negative number, not {value!r}')
     return float(value)
 
 
@@ -138,4 +156,5 @@ def _fixed_or_range(value: Any, name: str) -> tuple[float, float]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = _non_negative(value, name)
         return value, value
-    return tio.Transform._parse_range(value, name, min_constraint=0)
+    low, high = tio.Transform._parse_range(value, name, min_constraint=0)
+    return _non_negative(low, name), _non_negative(high, name)

@@ -17,6 +17,9 @@ import torchio as tio
 from torchio.transforms.augmentation.spatial.random_flip import _ensure_axes_indices
 
 from .operation import delegated_arguments
+from .spatial import check_same_grid
+from .spatial import flip
+from .spatial import spatial_images
 
 
 def _check_pairs(label_pairs: Mapping[int, int] | None) -> dict[int, int]:
@@ -63,6 +66,10 @@ def swap_labels(data: torch.Tensor, pairs: Mapping[int, int]) -> torch.Tensor:
 class LateralityFlip(tio.Flip):
     """Flip along ``axes`` and swap left/right label values on the lateral axis.
 
+    Unlike :class:`torchio.Flip`, images of different shapes are refused
+    (they would be misaligned) and 2-D images ``(C, H, W, 1)`` can be flipped
+    along any axis.
+
     Args:
         axes: Axes to flip, as in :class:`torchio.Flip` (indices or anatomical
             labels such as ``'LR'``).
@@ -93,13 +100,17 @@ class LateralityFlip(tio.Flip):
         self.args_names = ['axes', 'label_pairs']
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
-        subject = super().apply_transform(subject)
-        if not self._swaps:
+        images = spatial_images(self, subject)
+        if not images:
             return subject
-        axes = _ensure_axes_indices(subject, self.axes)
-        for image in self.get_images(subject):
-            if isinstance(image, tio.LabelMap) and lateral_axis(image) in axes:
-                image.set_data(swap_labels(image.data, self._swaps))
+        check_same_grid(images, self.name)
+        axes = sorted(set(_ensure_axes_indices(subject, self.axes)))
+        for image in images.values():
+            data = flip(image.data, axes)
+            is_label = isinstance(image, tio.LabelMap)
+            if self._swaps and is_label and lateral_axis(image) in axes:
+                data = swap_labels(data, self._swaps)
+            image.set_data(data)
         return subject
 
 
@@ -132,6 +143,7 @@ class RandomLateralityFlip(tio.RandomFlip):
         self.label_pairs = dict(label_pairs) if label_pairs else None
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
+        check_same_grid(spatial_images(self, subject), type(self).__name__)
         potential = _ensure_axes_indices(subject, self.axes)
         hot = self.get_params(self.flip_probability)
         axes = [i for i in range(3) if hot[i] and i in potential]

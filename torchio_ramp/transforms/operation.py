@@ -12,6 +12,7 @@ seed, then delegate to them. The named classes (``RandomGaussianNoise``,
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Mapping
 from typing import Any
 from typing import ClassVar
@@ -22,46 +23,13 @@ from torchio.transforms.augmentation import RandomTransform
 
 from ..families import FAMILIES
 from ..intensity_ops import INTENSITY_OPERATIONS
+from ..kernels.base import IntensityError
 from ..operators import Operator
-
-TOLERANCE = 1e-5
-"""Slack allowed around ``[0, 1]`` when checking that an image is normalised."""
+from ..operators import seed_value
 
 _BASE_ARGUMENTS = frozenset(
     inspect.signature(tio.Transform.__init__).parameters.keys() - {'self'}
 )
-
-
-def require_normalized(
-    data: torch.Tensor,
-    image_name: str,
-    transform_name: str,
-) -> torch.Tensor:
-    """Return ``data`` as a floating tensor, or raise if it is not in ``[0, 1]``.
-
-    RAMP operators work in normalised intensity space. Raw HU values, NaN or
-    Inf would otherwise give a silently wrong result after clipping.
-
-    Raises:
-        ValueError: Naming the transform, the image and what is wrong, and
-            suggesting :class:`~torchio_ramp.CTNormalize`.
-    """
-    if not data.is_floating_point():
-        data = data.float()
-    low, high = torch.aminmax(data)
-    low, high = float(low), float(high)
-    if low >= -TOLERANCE and high <= 1 + TOLERANCE:
-        return data
-    hint = (
-        'RAMP operators expect intensities normalised to [0, 1]; put'
-        ' CTNormalize(hu_range=...) first, e.g.'
-        ' tio.Compose([CTNormalize(), Ramp()])'
-    )
-    if not bool(torch.isfinite(data).all()):
-        problem = 'contains NaN or Inf values'
-    else:
-        problem = f'has values in [{low:.6g}, {high:.6g}], outside [0, 1]'
-    raise ValueError(f'{transform_name}: image "{image_name}" {problem}. {hint}')
 
 
 def delegated_arguments(transform: tio.Transform) -> dict[str, Any]:
@@ -140,14 +108,9 @@ class OperatorTransform(tio.IntensityTransform):
         return cls.registry[name]
 
     def _check_seed(self, seed: Any) -> int | dict[str, int]:
-        seeds = seed.values() if isinstance(seed, Mapping) else [seed]
-        for value in seeds:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                message = (
-                    f'{self.name}: seed must be a non-negative integer, not {value!r}'
-                )
-                raise ValueError(message)
-        return dict(seed) if isinstance(seed, Mapping) else seed
+        if isinstance(seed, Mapping):
+            return {k: seed_value(v, f'{self.name}: seed') for k, v in seed.items()}
+        return seed_value(seed, f'{self.name}: seed')
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
         for image_name, image in self.get_images_dict(subject).items():
@@ -155,9 +118,17 @@ class OperatorTransform(tio.IntensityTransform):
             if _is_per_image(parameters):
                 parameters = _for_image(parameters, image_name, 'parameters', self.name)
             seed = _for_image(self.seed, image_name, 'seed', self.name)
-            data = require_normalized(image.data, image_name, self.name)
+            data = image.data if image.data.is_floating_point() else image.data.float()
+            if data.numel() == 0:
+                shape = tuple(data.shape)
+                message = f'{self.name}: image "{image_name}" is empty (shape {shape})'
+                raise ValueError(message)
             generator = torch.Generator().manual_seed(seed)
-            image.set_data(self.operator(data, generator=generator, **parameters))
+            try:  # the kernel checks its input (one reduction)
+                out = self.operator(data, generator=generator, **parameters)
+            except IntensityError as error:
+                raise error.renamed(self.name, image_name) from None
+            image.set_data(out)
         return subject
 
     def _get_reproducing_arguments(self) -> dict[str, Any]:
@@ -282,11 +253,14 @@ class RandomOperatorTransform(RandomTransform, tio.IntensityTransform):
         super().__init__(**base)
         self.operator = spec
         self.ranges = {
-            p.name: self._parse_range(
-                ranges.get(p.name, (p.low, p.high)),
-                p.name,
-                min_constraint=p.minimum,
-                max_constraint=p.maximum,
+            p.name: _finite_range(
+                self._parse_range(
+                    ranges.get(p.name, (p.low, p.high)),
+                    p.name,
+                    min_constraint=p.minimum,
+                    max_constraint=p.maximum,
+                ),
+                f'{type(self).__name__}: "{p.name}"',
             )
             for p in spec.parameters
         }
@@ -396,6 +370,12 @@ class RandomCTIntensity(RandomOperatorTransform):
 
     def __init__(self, operation: str | None = None, **kwargs: Any):
         super().__init__(operation, **kwargs)
+
+
+def _finite_range(bounds: tuple[float, float], name: str) -> tuple[float, float]:
+    if not all(math.isfinite(value) for value in bounds):
+        raise ValueError(f'{name} must be a range of finite numbers, not {bounds!r}')
+    return bounds
 
 
 def _bound_signature(spec: Operator) -> inspect.Signature:

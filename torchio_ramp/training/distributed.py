@@ -1,0 +1,117 @@
+"""Where a process sits in a ``torchrun`` job: context, device, process group."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torchio as tio
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """Where this process sits in a ``torchrun`` job.
+
+    Attributes:
+        rank: Global rank (0 in a single process).
+        world_size: Number of processes.
+        local_rank: Rank on this machine (selects the GPU).
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes files and prints."""
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether there is more than one process."""
+        return self.world_size > 1
+
+    @classmethod
+    def from_environment(cls) -> DistributedContext:
+        """Read ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` (set by torchrun).
+
+        Example:
+            >>> DistributedContext.from_environment().world_size  # doctest: +SKIP
+            1
+        """
+        return cls(
+            rank=int(os.environ.get('RANK', 0)),
+            world_size=int(os.environ.get('WORLD_SIZE', 1)),
+            local_rank=int(os.environ.get('LOCAL_RANK', 0)),
+        )
+
+    def barrier(self) -> None:
+        """Wait for every process (no-op in a single process)."""
+        if self.enabled:
+            dist.barrier()
+
+
+def resolve_device(name: str, context: DistributedContext) -> torch.device:
+    """``'auto'`` -> ``cuda:LOCAL_RANK`` if CUDA is available, else ``cpu``.
+
+    Example:
+        >>> resolve_device('cpu', DistributedContext())
+        device(type='cpu')
+    """
+    if name == 'auto':
+        if torch.cuda.is_available():
+            return torch.device('cuda', context.local_rank)
+        return torch.device('cpu')
+    device = torch.device(name)
+    if device.type == 'cuda' and device.index is None:
+        device = torch.device('cuda', context.local_rank)
+    return device
+
+
+def init_distributed(device: torch.device) -> DistributedContext:
+    """Start the process group under ``torchrun`` (gloo on CPU, NCCL on CUDA).
+
+    Returns the context; a single process gets ``DistributedContext()`` and
+    no process group.
+
+    Example:
+        >>> init_distributed(torch.device('cpu'))  # doctest: +SKIP
+        DistributedContext(rank=0, world_size=1, local_rank=0)
+    """
+    context = DistributedContext.from_environment()
+    if context.enabled and not dist.is_initialized():
+        if device.type == 'cuda':
+            torch.cuda.set_device(device)
+        dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
+    return context
+
+
+def distributed_subject_sampler(
+    dataset: tio.SubjectsDataset,
+    context: DistributedContext,
+    seed: int = 0,
+) -> torch.utils.data.DistributedSampler:
+    """Shuffling :class:`~torch.utils.data.DistributedSampler` for ``context``.
+
+    Each rank gets ``ceil(n / world_size)`` subjects (padded by repetition),
+    so every rank makes the same number of optimiser steps.
+
+    Example:
+        >>> import torchio as tio
+        >>> from torchio_ramp.datasets import phantom_subject
+        >>> dataset = tio.SubjectsDataset([phantom_subject((8, 8, 8))] * 3)
+        >>> sampler = distributed_subject_sampler(dataset, DistributedContext(1, 2, 1))
+        >>> len(sampler)
+        2
+    """
+    return torch.utils.data.DistributedSampler(
+        dataset,
+        num_replicas=context.world_size,
+        rank=context.rank,
+        shuffle=True,
+        seed=seed,
+        drop_last=False,
+    )
