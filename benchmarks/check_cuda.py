@@ -2,7 +2,7 @@
 
 Runs in a few minutes on one GPU:
 
-1. Kernel agreement: every kernel (the 13 corruption families, the 5
+1. Kernel agreement: every kernel (the registered corruption families, the
    intensity operations and elastic) applied with the same CPU-seeded
    generator to the same image on the CPU and on the device. The kernels draw
    their random numbers on the generator's device, so the draws are identical

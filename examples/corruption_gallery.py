@@ -1,7 +1,8 @@
 """Draw the evaluation grid: every corruption family at every severity level.
 
-Rows are the 13 families of Table 2, columns the clean slice and the five
-severity levels of the stress test (0.05 ... 0.25), all on the same axial slice.
+Rows are the registered corruption families (the paper's Table 2 first),
+columns the clean slice and the five severity levels of the stress test (0.05
+... 0.25), all on the same axial slice.
 
 Usage:
     python examples/corruption_gallery.py                     # built-in phantom
@@ -87,7 +88,7 @@ def draw(slices: dict[tuple[str, float], torch.Tensor], path: Path, title: str) 
 )
 @click.option('--seed', type=int, default=0, show_default=True)
 def main(ct: str | None, out: str, seed: int) -> None:
-    """Save the 13 x 5 corruption gallery as a PNG."""
+    """Save the families x levels corruption gallery as a PNG."""
     if ct is None:
         image = phantom_subject(
             shape=(96, 96, 32), spacing=(1.5, 1.5, 3.0), seed=seed

@@ -17,8 +17,8 @@ prints (so you can rerun any step by hand):
    differs. (Trained from scratch, RAMP's much harder training distribution
    needs several times more iterations than a few CPU minutes allow before its
    clean Dice catches up; ``examples/reproduce_phantom.py`` trains from scratch.)
-5. ``ramp-stress run`` for each model: the test split, clean and under the
-   13 corruption families x 5 severity levels (the paper's full grid);
+5. ``ramp-stress run`` for each model: the test split, clean and under every
+   corruption family of the paper x its five severity levels (the full grid);
 6. ``ramp-stress report``: tables and figures comparing the two models.
 
 It prints the headline table and where the report is. The data are SYNTHETIC
@@ -44,6 +44,8 @@ import click
 import torch
 
 from ramp_prep.cli import main as ramp_prep
+from torchio_ramp.families import PAPER_FAMILIES
+from torchio_ramp.operators import SEVERITY_LEVELS
 from torchio_ramp.stress.cli import main as ramp_stress
 from torchio_ramp.training import RunFolder
 from torchio_ramp.training import TrainingConfig
@@ -243,7 +245,10 @@ def run_quickstart(out: Path, size: Size, *, progress: bool = True) -> dict[str,
         args = ['run', '--model', str(run.file(RunFolder.TORCHSCRIPT))]
         args += ['--data', str(prepared), '--out', str(folder), '--name', strategy]
         args += ['--batch-size', str(size.stress_batch_size), '--device', 'cpu']
-        title = f'Stress-test {strategy!r}: clean + 13 families x 5 levels'
+        title = (
+            f'Stress-test {strategy!r}: clean + {len(PAPER_FAMILIES)} families x'
+            f' {len(SEVERITY_LEVELS)} levels'
+        )
         started = steps.start(title, _command('ramp-stress', args))
         ramp_stress.main(
             [*args, '--no-progress'] if not progress else args,

@@ -7,9 +7,9 @@
 Baseline, intensity, geometric, artifact and RAMP (paper section 2.4, Table 5)
 train the same 3D U-Net with the same schedule and seed on the same phantom
 dataset, keep their best-validation checkpoint, and are stress-tested on the
-held-out test split with the full protocol: clean plus 13 corruption families
-x 5 severity levels. Then ``ramp-stress report`` compares them and this script
-writes, under ``--results``:
+held-out test split with the full protocol: clean plus every corruption family
+of the paper x its five severity levels. Then ``ramp-stress report`` compares
+them and this script writes, under ``--results``:
 
 * ``README.md``: settings, wall time, Table 5 (clean, mean corrupted, gap,
   worst case, with 95% bootstrap CIs), Table 6, per-family Dice (Tables 7-8),
@@ -51,6 +51,10 @@ from typing import Any
 
 import click
 import torch
+
+from torchio_ramp.families import PAPER_FAMILIES
+from torchio_ramp.families import severity_grid
+from torchio_ramp.operators import SEVERITY_LEVELS
 
 STRATEGIES = ('baseline', 'intensity', 'geometric', 'artifact', 'ramp')
 """The compared strategies of the paper's Table 5, in its order."""
@@ -354,9 +358,11 @@ def write_results(
             ],
             [
                 'stress test',
-                'clean + 13 families x 5 levels (0.05-0.25) = 65 settings per'
-                f' subject, sliding windows of {settings.patch}^3 with half-patch'
-                f' overlap, seed {settings.stress_seed}',
+                f'clean + {len(PAPER_FAMILIES)} families x {len(SEVERITY_LEVELS)}'
+                f' levels ({SEVERITY_LEVELS[0]:g}-{SEVERITY_LEVELS[-1]:g}) ='
+                f' {len(severity_grid())} settings per subject, sliding windows of'
+                f' {settings.patch}^3 with half-patch overlap, seed'
+                f' {settings.stress_seed}',
             ],
         ],
     )

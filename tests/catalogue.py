@@ -1,7 +1,10 @@
 """Every exported transform, constructed so that it always acts (p = 1).
 
 The contract suite is parametrised over this catalogue; a test checks that it
-covers every transform exported by :mod:`torchio_ramp`.
+covers every transform exported by :mod:`torchio_ramp`. A registered
+corruption family without a named class is covered as
+``RandomCorruption[<family>]`` (:data:`UNNAMED_FAMILIES`), so a family added to
+the registry is checked without editing this file.
 """
 
 from __future__ import annotations
@@ -41,6 +44,25 @@ INTENSITY.update(
         ),
     }
 )
+
+
+def _random_corruption(family: str) -> Factory:
+    return lambda **kwargs: tr.RandomCorruption(family, **kwargs)
+
+
+_NAMED_OPERATORS = {
+    getattr(tr, name).bound_operator
+    for name in tr.__all__
+    if isinstance(getattr(tr, name), type)
+    and issubclass(getattr(tr, name), tr.transforms.operation.RandomOperatorTransform)
+}
+
+UNNAMED_FAMILIES: dict[str, Factory] = {
+    f'RandomCorruption[{family}]': _random_corruption(family)
+    for family in tr.FAMILIES
+    if family not in _NAMED_OPERATORS
+}
+INTENSITY.update(UNNAMED_FAMILIES)
 
 SPATIAL: dict[str, Factory] = {
     'LateralityFlip': lambda **kw: tr.LateralityFlip(axes=(0, 2), **kw),

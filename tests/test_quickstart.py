@@ -9,6 +9,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from torchio_ramp.families import severity_grid
+
 EXAMPLES = Path(__file__).resolve().parents[1] / 'examples'
 
 
@@ -38,7 +40,7 @@ def test_quickstart_smoke_mode_writes_the_comparison_report(tmp_path, monkeypatc
         assert config['strategy'] == strategy and config['synthetic'] is True
         summary = json.loads((out / 'stress' / strategy / 'summary.json').read_text())
         assert summary['complete'] and summary['synthetic']
-        assert summary['settings'] == 65  # the full 13 x 5 grid
+        assert summary['settings'] == len(severity_grid())  # the paper's full grid
         assert summary['subjects'] == 2  # 7 phantoms: 4 train, 1 val, 2 test
         assert summary['model'] == strategy
     assert size.subjects == 7
@@ -50,7 +52,9 @@ def test_quickstart_smoke_mode_writes_the_comparison_report(tmp_path, monkeypatc
     assert len(figures) == 4, figures
     assert f'Report: {report}' in result.output
     # The headline table printed at the end, one row per model
-    assert 'SYNTHETIC phantom results (2 test subjects, clean + 65' in result.output
+    settings = len(severity_grid())
+    headline = f'SYNTHETIC phantom results (2 test subjects, clean + {settings}'
+    assert headline in result.output
     assert '| baseline | ' in result.output and '| ramp | ' in result.output
 
     # A second run skips what is done: no epoch is trained again

@@ -13,7 +13,9 @@ from torchio_ramp import Corruption
 from torchio_ramp import CTNormalize
 from torchio_ramp.datasets import phantom_subject
 from torchio_ramp.families import FAMILY_NAMES
+from torchio_ramp.families import PAPER_FAMILIES
 from torchio_ramp.labels import CLASS_NAMES
+from torchio_ramp.operators import SEVERITY_LEVELS
 from torchio_ramp.stress.protocol import Setting
 from torchio_ramp.stress.protocol import StressProtocol
 from torchio_ramp.stress.protocol import setting_seed
@@ -28,9 +30,10 @@ def phantom() -> tio.Subject:
     return phantom_subject((16, 16, 16), seed=4)
 
 
-def test_default_grid_is_the_papers_65_settings():
+def test_default_grid_is_the_papers_pool_at_five_levels():
     protocol = StressProtocol()
-    assert len(protocol.corrupted_settings) == 65
+    assert len(protocol.corrupted_settings) == len(PAPER_FAMILIES) * 5
+    assert protocol.families == PAPER_FAMILIES
     assert protocol.settings[0] == Setting.clean()
     assert {s.family for s in protocol.corrupted_settings} == set(FAMILY_NAMES)
     assert sorted({s.level for s in protocol.corrupted_settings}) == [
@@ -147,7 +150,8 @@ def test_oracle_scores_one_on_the_full_grid(phantom):
     label = phantom.label.data[0]
     protocol = StressProtocol()
     rows = evaluate_subject(lambda image: label, phantom, protocol)
-    assert len(rows) == 66 * len(CLASS_NAMES)
+    assert len(rows) == len(protocol.settings) * len(CLASS_NAMES)
+    assert len(protocol.settings) == 1 + len(PAPER_FAMILIES) * len(SEVERITY_LEVELS)
     assert {row['dice'] for row in rows} == {1.0}
     assert {row['abs_volume_error_ml'] for row in rows} == {0.0}
     results = results_from_rows(rows, protocol)

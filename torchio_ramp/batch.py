@@ -38,7 +38,8 @@ class BatchRampCorrupt(torch.nn.Module):
     Args:
         p: Probability of corrupting each sample.
         num_corruptions: ``k`` or its inclusive range (paper: 2 to 4).
-        families: Corruption pool (default: all 13).
+        families: Corruption pool (default: the paper's,
+            :data:`~torchio_ramp.families.PAPER_FAMILIES`).
         exclude_families: Families to leave out of the pool.
         ranges: Training ranges per family and parameter (see
             :class:`~torchio_ramp.RampCorrupt`).

@@ -1,8 +1,19 @@
-"""The corruption pool: one registry entry per corruption family (paper Table 2).
+"""Corruption families: the registry and the paper's pool.
 
-Adding a family is one entry here (plus its kernel): the random transforms, the
-multi-corruption sampler :class:`~torchio_ramp.RampCorrupt`, the
-leave-one-family-out ablation and the stress test all read :data:`FAMILIES`.
+Two things with two names:
+
+* :data:`FAMILIES` is the *registry*: every corruption family this library
+  knows, by name. The random transforms, the multi-corruption sampler
+  :class:`~torchio_ramp.RampCorrupt`, the leave-one-family-out ablation, the
+  stress test, its report and the benchmarks look families up here, so a
+  family registered here (one entry, plus its kernel) can be used everywhere
+  by name. The registry is open: it may hold more families than the paper, and
+  :func:`register_family` adds one at run time.
+* :data:`PAPER_FAMILIES` is the *paper's pool*: the names of the families of
+  Table 2, in its order. It is the default of :class:`~torchio_ramp.RampCorrupt`,
+  :class:`~torchio_ramp.stress.protocol.StressProtocol`, :func:`severity_grid`
+  and the strategies, so registering a family never changes a paper default.
+  Counts of the paper's protocol (families, settings) are derived from it.
 
 Severity (our definition; the paper does not give one per family): a level ``s``
 maps linearly onto the family's training range, 0.05 to its low end and 0.25 to
@@ -190,16 +201,85 @@ FAMILIES: dict[str, Operator] = {
         ),
     )
 }
-"""The 13 corruption families of Table 2, in the paper's order."""
+"""The registry: every known corruption family by name (:func:`register_family`)."""
 
-FAMILY_NAMES: tuple[str, ...] = tuple(FAMILIES)
+PAPER_FAMILIES: tuple[str, ...] = (
+    'gaussian_noise',
+    'blur',
+    'rician_noise',
+    'motion_blur',
+    'salt_pepper',
+    'speckle_noise',
+    'bias_field',
+    'ghosting',
+    'intensity_shift',
+    'contrast_reduction',
+    'downsample',
+    'stripe',
+    'compound',
+)
+"""The paper's pool: the families of Table 2, in its order (an immutable tuple).
+
+The default pool of every sampler, protocol and grid. Families added to
+:data:`FAMILIES` are not in it."""
+
+FAMILY_NAMES: tuple[str, ...] = PAPER_FAMILIES
+"""The default pool, the same tuple as :data:`PAPER_FAMILIES`.
+
+Not a listing of the registry: ``tuple(FAMILIES)`` names every registered
+family, including those added after import."""
+
+
+def register_family(operator: Operator) -> Operator:
+    """Add a corruption family to the registry (not to the paper's pool).
+
+    The family can then be named wherever a family is accepted
+    (``RampCorrupt(families=...)``, ``StressProtocol(families=...)``,
+    ``ramp-stress run --families``, ``RandomCorruption(name)``); no default
+    changes.
+
+    Raises:
+        ValueError: If a family of that name is already registered.
+
+    Example:
+        >>> import dataclasses
+        >>> harder = dataclasses.replace(FAMILIES['blur'], name='strong_blur')
+        >>> _ = register_family(harder)
+        >>> severity_grid(['strong_blur'], levels=[0.25])
+        [('strong_blur', 0.25)]
+        >>> unregister_family('strong_blur')
+    """
+    if operator.name in FAMILIES:
+        raise ValueError(f'a corruption family {operator.name!r} is already registered')
+    FAMILIES[operator.name] = operator
+    return operator
+
+
+def unregister_family(name: str) -> None:
+    """Remove a family added with :func:`register_family`.
+
+    Raises:
+        ValueError: If ``name`` is not registered or is one of the paper's.
+
+    Example:
+        >>> unregister_family('blur')
+        Traceback (most recent call last):
+        ...
+        ValueError: 'blur' is one of the paper's families and cannot be removed
+    """
+    if name in PAPER_FAMILIES:
+        message = f"{name!r} is one of the paper's families and cannot be removed"
+        raise ValueError(message)
+    if name not in FAMILIES:
+        raise ValueError(f'no corruption family {name!r} is registered')
+    del FAMILIES[name]
 
 
 def check_families(
     names: Iterable[str] | None,
     argument: str | None = 'families',
 ) -> tuple[str, ...]:
-    """Validate family names; ``None`` means all of them.
+    """Validate family names against the registry; ``None`` means the paper's pool.
 
     Raises:
         ValueError: Naming ``argument`` (unless ``None``), the unknown or
@@ -210,7 +290,7 @@ def check_families(
         ('blur', 'stripe')
     """
     if names is None:
-        return FAMILY_NAMES
+        return PAPER_FAMILIES
     if isinstance(names, str):
         names = [names]
     names = tuple(names)
@@ -219,7 +299,7 @@ def check_families(
         if name not in FAMILIES:
             message = (
                 f'{prefix}unknown corruption family {name!r};'
-                f' valid names: {", ".join(FAMILY_NAMES)}'
+                f' valid names: {", ".join(FAMILIES)}'
             )
             raise ValueError(message)
     if len(set(names)) != len(names):
@@ -233,9 +313,13 @@ def severity_grid(
 ) -> list[tuple[str, float]]:
     """Every ``(family, level)`` pair of the evaluation grid, family-major.
 
+    Args:
+        families: Registered family names (default: :data:`PAPER_FAMILIES`).
+        levels: Severity levels (default: the paper's five).
+
     Example:
-        >>> len(severity_grid())
-        65
+        >>> len(severity_grid()) == len(PAPER_FAMILIES) * len(SEVERITY_LEVELS)
+        True
         >>> severity_grid(['blur'], levels=[0.05, 0.25])
         [('blur', 0.05), ('blur', 0.25)]
     """
@@ -250,6 +334,8 @@ def severity_table(
     levels: Sequence[float] = SEVERITY_LEVELS,
 ) -> list[dict[str, object]]:
     """Rows ``{family, parameter, level -> value}`` for documentation.
+
+    One row per parameter of every registered family (:data:`FAMILIES`).
 
     Example:
         >>> row = severity_table()[0]

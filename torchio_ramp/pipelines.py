@@ -18,7 +18,7 @@ import torch
 import torchio as tio
 from torchio.transforms.augmentation import RandomTransform
 
-from .families import FAMILY_NAMES
+from .families import FAMILIES
 from .families import check_families
 from .intensity_ops import INTENSITY_OPERATIONS
 from .transforms.elastic import RandomDenseElastic
@@ -54,8 +54,9 @@ class RampCorrupt(_Pipeline, tio.IntensityTransform):
         p: Probability of corrupting a sample (the paper's ``p_RAMP``).
         num_corruptions: ``k`` as an integer or an inclusive range
             ``(low, high)``; the paper samples ``k ~ U{2, 3, 4}``.
-        families: Pool of families (default: all 13 of
-            :data:`~torchio_ramp.families.FAMILIES`).
+        families: Pool of families, any names of the registry
+            :data:`~torchio_ramp.families.FAMILIES` (default: the paper's
+            pool :data:`~torchio_ramp.families.PAPER_FAMILIES`).
         exclude_families: Families to leave out of the pool, e.g. for the
             leave-one-family-out ablation (Table 12).
         ranges: Optional training ranges per family and parameter, e.g.
@@ -231,7 +232,8 @@ class Ramp(_Pipeline):
         corruption: Include :class:`RampCorrupt`.
         p_corrupt: ``p_RAMP``, the probability of the corruption stage.
         num_corruptions: ``k`` or its range (paper: 2 to 4).
-        families: Corruption pool (default: all 13).
+        families: Corruption pool (default: the paper's,
+            :data:`~torchio_ramp.families.PAPER_FAMILIES`).
         exclude_families: Families to leave out (LOCO ablation).
         label_pairs: See :class:`RampSpatial`.
         **kwargs: See :class:`torchio.transforms.Transform`.
@@ -415,10 +417,9 @@ def _parse_count(value: Any, pool_size: int) -> tuple[int, int]:
     for bound in (low, high):
         if isinstance(bound, bool) or not isinstance(bound, int):
             raise ValueError(f'num_corruptions must contain integers, not {value!r}')
-    limit = min(pool_size, len(FAMILY_NAMES))
-    if not 1 <= low <= high <= limit:
+    if not 1 <= low <= high <= pool_size:
         message = (
-            f'num_corruptions must satisfy 1 <= low <= high <= {limit}'
+            f'num_corruptions must satisfy 1 <= low <= high <= {pool_size}'
             f' (families in the pool), not {value!r}'
         )
         raise ValueError(message)
@@ -429,7 +430,7 @@ def _refuse_family_names_as_images(exclude: Any) -> None:
     """Catch ``RampCorrupt(exclude=['blur'])``, which would silently do nothing."""
     if not exclude:
         return
-    families = sorted(set(exclude) & set(FAMILY_NAMES))
+    families = sorted(set(exclude) & set(FAMILIES))
     if families:
         message = (
             f'exclude={list(exclude)!r} names images to skip (TorchIO convention);'

@@ -17,6 +17,7 @@ from .. import __version__
 from ..cli_options import family_names
 from ..cli_options import split_list
 from ..datasets import read_dataset_info
+from ..families import PAPER_FAMILIES
 from ..operators import SEVERITY_LEVELS
 from .predictors import check_output
 from .predictors import default_overlap
@@ -75,8 +76,8 @@ def main() -> None:
 
     \b
     For each held-out subject: the clean volume plus every corruption family x
-    severity level (13 x {0.05, 0.10, 0.15, 0.20, 0.25} = 65 settings by
-    default), generated on the fly with a seed derived from (seed, subject,
+    severity level (by default the paper's families x {0.05, 0.10, 0.15, 0.20,
+    0.25}), generated on the fly with a seed derived from (seed, subject,
     family, level); labels unchanged.
 
     \b
@@ -122,7 +123,8 @@ def main() -> None:
     '--families',
     multiple=True,
     callback=family_names,
-    help='Corruption families, comma-separated or repeated [default: all 13].',
+    help="Corruption families, comma-separated or repeated [default: the paper's"
+    f' {len(PAPER_FAMILIES)}].',
 )
 @click.option(
     '--levels',

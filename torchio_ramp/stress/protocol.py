@@ -1,7 +1,8 @@
 """The corruption test protocol of the paper's section 3.5.
 
 For each held-out subject: the clean volume plus every ``(family, level)``
-setting of a grid (default: the 13 families x 5 levels = 65 settings), each
+setting of a grid (default: the paper's pool
+:data:`~torchio_ramp.families.PAPER_FAMILIES` x its five levels), each
 generated on the fly from the normalised CT, the label unchanged.
 
 A corrupted volume is ``CT (HU) -> CTNormalize(hu_range) -> FAMILIES[family]``
@@ -107,8 +108,8 @@ class StressProtocol:
     """The settings grid and how each corrupted volume is made.
 
     Args:
-        families: Corruption families (default: all 13, in the paper's
-            order).
+        families: Registered corruption families (default: the paper's
+            pool :data:`~torchio_ramp.families.PAPER_FAMILIES`, in its order).
         levels: Severity levels (default: 0.05, 0.10, 0.15, 0.20, 0.25);
             levels beyond 0.25 extrapolate the severity map (stress harder
             than training).

@@ -306,7 +306,7 @@ def run_stress_test(
         out: Results folder.
         split: ``'test'``, ``'val'``, ``'train'`` or ``'all'``.
         protocol: Families, levels, seed and window (default: the paper's
-            65 settings, seed 0, window (-200, 300) HU).
+            families and levels, seed 0, window (-200, 300) HU).
         name: Model name, written in every row.
         model_arguments: Everything about the model that changes the
             numbers (fingerprint, patch size, overlap, AMP); compared on

@@ -1,4 +1,4 @@
-"""The 13 corruption families as named random transforms (paper Table 2).
+"""The paper's corruption families as named random transforms (Table 2).
 
 Each class is :class:`~torchio_ramp.transforms.operation.RandomCorruption` bound to
 one family of :data:`~torchio_ramp.families.FAMILIES`; its arguments, defaults and

@@ -56,8 +56,8 @@ def make_header(
         ...     arguments={'seed': 0}, settings=StressProtocol().settings,
         ...     class_names={1: 'liver'}, annotated=[1], subjects=['s2', 's1'],
         ...     shard=None, all_subjects=['s1', 's2'])
-        >>> len(header['settings']), header['subjects']
-        (66, ['s1', 's2'])
+        >>> header['settings'][:2], header['subjects']
+        ([['clean', 0.0], ['gaussian_noise', 0.05]], ['s1', 's2'])
     """
     return {
         'format': FORMAT,

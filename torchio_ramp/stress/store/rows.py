@@ -48,8 +48,9 @@ def format_rows(rows: Iterable[Mapping[str, Any]]) -> str:
 
     Example:
         >>> row = dict.fromkeys(COLUMNS, 0) | {'dice': float('nan'), 'gt_ml': 0.1}
-        >>> format_rows([row]).split(',')[8:13]
-        ['nan', '0', '0', '0', '0.1']
+        >>> values = dict(zip(COLUMNS, format_rows([row]).strip().split(',')))
+        >>> values['dice'], values['gt_voxels'], values['gt_ml']
+        ('nan', '0', '0.1')
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator='\n')
