@@ -27,12 +27,19 @@ from .transforms.operation import Corruption
 from .transforms.operation import RandomCorruption
 from .transforms.operation import RandomCTIntensity
 from .transforms.operation import delegated_arguments
+from .transforms.shell import LightCopy
 
 Range = tuple[float, float]
 
 
-class _Pipeline(RandomTransform):
-    """Run child transforms in order on one copy of the subject."""
+class _Pipeline(LightCopy, RandomTransform):
+    """Run child transforms in order on one copy of the subject.
+
+    The images are checked once, on entry; the children run without checks
+    (see :mod:`torchio_ramp.transforms.shell`).
+    """
+
+    checks_on_entry = True
 
     def _child_arguments(self) -> dict[str, Any]:
         return delegated_arguments(self)
@@ -192,6 +199,8 @@ class RampSpatial(_Pipeline, tio.SpatialTransform):
         >>> stage = RampSpatial(label_pairs={2: 3})
     """
 
+    normalized_on_entry = False  # flips and elastic accept HU, not NaN/Inf
+
     def __init__(
         self,
         flip_probability: float = 0.5,
@@ -274,6 +283,8 @@ class Ramp(_Pipeline):
             if not isinstance(value, bool):
                 message = f'Ramp: {stage} must be True or False, not {value!r}'
                 raise TypeError(message)
+        # intensity operators and corruptions need [0, 1]; spatial ones do not
+        self.normalized_on_entry = intensity or corruption
         arguments = self._child_arguments()
         self.transforms: list[tio.Transform] = []
         if spatial:

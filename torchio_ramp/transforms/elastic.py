@@ -14,13 +14,14 @@ from ..kernels.elastic import elastic_grid
 from ..kernels.elastic import sample
 from ..operators import seed_value
 from .operation import delegated_arguments
+from .shell import LightCopy
 from .spatial import check_same_grid
 from .spatial import spatial_images
 
 _MODES = {'linear': 'bilinear', 'nearest': 'nearest'}
 
 
-class DenseElastic(tio.SpatialTransform):
+class DenseElastic(LightCopy, tio.SpatialTransform):
     """Warp every image with one Simard-style displacement field (deterministic).
 
     Intensity images are interpolated linearly (integer ones, such as an
@@ -98,7 +99,7 @@ class DenseElastic(tio.SpatialTransform):
         return subject
 
 
-class RandomDenseElastic(RandomTransform, tio.SpatialTransform):
+class RandomDenseElastic(LightCopy, RandomTransform, tio.SpatialTransform):
     """Random mild elastic deformation (paper Table 1: alpha 80, sigma 10).
 
     Args:

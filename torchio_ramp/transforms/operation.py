@@ -26,6 +26,7 @@ from ..intensity_ops import INTENSITY_OPERATIONS
 from ..kernels.base import IntensityError
 from ..operators import Operator
 from ..operators import seed_value
+from .shell import LightCopy
 
 _BASE_ARGUMENTS = frozenset(
     inspect.signature(tio.Transform.__init__).parameters.keys() - {'self'}
@@ -58,7 +59,7 @@ def _for_image(values: Any, image_name: str, what: str, owner: str) -> Any:
     return values[image_name]
 
 
-class OperatorTransform(tio.IntensityTransform):
+class OperatorTransform(LightCopy, tio.IntensityTransform):
     """Deterministic application of a registered operator (base class).
 
     Subclasses set ``registry`` (name -> :class:`~torchio_ramp.operators.Operator`)
@@ -215,7 +216,7 @@ class CTIntensity(OperatorTransform):
         super().__init__(operation, parameters=parameters, seed=seed, **kwargs)
 
 
-class RandomOperatorTransform(RandomTransform, tio.IntensityTransform):
+class RandomOperatorTransform(LightCopy, RandomTransform, tio.IntensityTransform):
     """Sample an operator's parameters per image and apply it (base class).
 
     Keyword arguments named like the operator's parameters are ranges
