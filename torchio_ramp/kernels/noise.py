@@ -27,7 +27,8 @@ def gaussian_noise(
         (torch.Size([1, 8, 8, 8]), True)
     """
     noise = randn(x, generator)
-    return noise.mul_(std).add_(x).clamp_(0, 1)
+    # x + std * n in the noise buffer: one pass, then the clamp
+    return torch.add(x, noise, alpha=std, out=noise).clamp_(0, 1)
 
 
 @batched
@@ -49,9 +50,11 @@ def rician_noise(
         >>> bool((y > 0).all())
         True
     """
-    real = randn(x, generator).mul_(std).add_(x).square_()
-    imaginary = randn(x, generator).mul_(std).square_()
-    return real.add_(imaginary).sqrt_().clamp_(0, 1)
+    real = randn(x, generator)
+    real = torch.add(x, real, alpha=std, out=real).square_()
+    imaginary = randn(x, generator)
+    # (x + std n1)^2 + std^2 n2^2 without scaling n2 in a pass of its own
+    return real.addcmul_(imaginary, imaginary, value=std * std).sqrt_().clamp_(0, 1)
 
 
 @batched
@@ -70,7 +73,8 @@ def speckle_noise(
         True
     """
     noise = randn(x, generator)
-    return noise.mul_(std).add_(1).mul_(x).clamp_(0, 1)
+    # x (1 + std n) = x + std x n: one pass, then the clamp
+    return torch.addcmul(x, x, noise, value=std, out=noise).clamp_(0, 1)
 
 
 @batched
