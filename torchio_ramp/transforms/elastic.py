@@ -11,7 +11,7 @@ from torchio.transforms.augmentation import RandomTransform
 
 from ..kernels.base import check_intensities
 from ..kernels.elastic import elastic_grid
-from ..kernels.elastic import sample
+from ..kernels.elastic import sample_many
 from ..operators import seed_value
 from .operation import delegated_arguments
 from .shell import LightCopy
@@ -87,6 +87,7 @@ class DenseElastic(LightCopy, tio.SpatialTransform):
             sigma=self.sigma,
             generator=generator,
         )
+        sources, modes = [], []
         for image in images.values():
             data = image.data
             if isinstance(image, tio.LabelMap):
@@ -95,7 +96,12 @@ class DenseElastic(LightCopy, tio.SpatialTransform):
                 mode = _MODES[self.image_interpolation]
                 if mode == 'bilinear' and not data.is_floating_point():
                     data = data.float()  # e.g. an int16 CT: interpolate in float32
-            image.set_data(sample(data, grid, mode=mode))
+            sources.append(data)
+            modes.append(mode)
+        # one upsampling of the grid per slab for all images (CT and labels)
+        warped = sample_many(sources, grid, modes=modes)
+        for image, data in zip(images.values(), warped, strict=True):
+            image.set_data(data)
         return subject
 
 
