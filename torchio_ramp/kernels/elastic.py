@@ -173,16 +173,15 @@ def sample_many(
             raise ValueError(message)
     device = images[0].device
     modes = [_check_mode(x, mode) for x, mode in zip(images, modes, strict=True)]
-    dtypes = [x.dtype if x.is_floating_point() else torch.float32 for x in images]
+    # integer images (label maps) are read by index, in their own dtype
+    gathered = [not x.is_floating_point() for x in images]
     sources = [
-        x.unsqueeze(0) if x.is_floating_point() else x.unsqueeze(0).to(dtype)
-        for x, dtype in zip(images, dtypes, strict=True)
+        x if by_index else x.unsqueeze(0)
+        for x, by_index in zip(images, gathered, strict=True)
     ]
-    outs = [
-        torch.empty(x.shape, device=device, dtype=dtype)
-        for x, dtype in zip(images, dtypes, strict=True)
-    ]
-    grid_dtype = dtypes[0]
+    outs = [torch.empty(x.shape, device=device, dtype=x.dtype) for x in images]
+    floating = [x.dtype for x in images if x.is_floating_point()]
+    grid_dtype = floating[0] if floating else torch.float32
     grid = grid.to(device=device, dtype=grid_dtype)
     options = {'device': device, 'dtype': grid_dtype}
     along_d, along_h, along_w = (
@@ -202,7 +201,12 @@ def sample_many(
             slab = along_axes(grid, (along_d[start:stop], along_h, along_w))
         # grid_sample reads the channel-last view through its strides, no copy
         coordinates = slab.permute(1, 2, 3, 0).unsqueeze(0)
-        for source, out, mode in zip(sources, outs, modes, strict=True):
+        for source, out, mode, by_index in zip(
+            sources, outs, modes, gathered, strict=True
+        ):
+            if by_index:
+                out[:, start:stop] = _nearest_by_index(source, slab)
+                continue
             out[:, start:stop] = F.grid_sample(
                 source,
                 coordinates.to(source.dtype),
@@ -210,12 +214,27 @@ def sample_many(
                 padding_mode='border',
                 align_corners=True,
             )[0]
-    results = []
-    for x, out, bound in zip(images, outs, bounds, strict=True):
+    for out, bound in zip(outs, bounds, strict=True):
         if bound is not None:
             out.clamp_(bound.min, bound.max)
-        results.append(out if x.is_floating_point() else out.round_().to(x.dtype))
-    return results
+    return outs
+
+
+def _nearest_by_index(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """``grid_sample(mode='nearest', padding_mode='border', align_corners=True)``.
+
+    Computed by indexing, so an integer ``x`` (``(C, D, H, W)``) keeps its dtype
+    and needs no floating copy. ``grid`` is ``(3, d, h, w)`` in grid_sample's
+    component order (W, H, D). The coordinate arithmetic is grid_sample's, in
+    the grid's dtype: unnormalise, clip to the volume, round half to even.
+    """
+    index = None
+    for component, size in zip(grid.flip(0), x.shape[-3:], strict=True):
+        position = component.add(1).div_(2).mul_(size - 1)
+        position = position.clamp_(0, size - 1).round_().long()
+        index = position if index is None else index.mul_(size).add_(position)
+    flat = x.reshape(x.shape[0], -1)
+    return flat[:, index.reshape(-1)].reshape(x.shape[0], *grid.shape[1:])
 
 
 def _check_mode(x: torch.Tensor, mode: str | None) -> str:
