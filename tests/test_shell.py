@@ -139,3 +139,56 @@ def test_inputs_checked_is_scoped():
         check_intensities(bad)
     with pytest.raises(IntensityError):
         tr.kernels.gamma(bad, gamma1=1.0, gamma2=1.0)
+
+
+OUT_KERNELS = {
+    'gaussian_noise': {'std': 0.1},
+    'rician_noise': {'std': 0.1},
+    'speckle_noise': {'std': 0.1},
+    'salt_pepper': {'prob': 0.1},
+    'bias_field': {'strength': 0.3},
+    'compound': {'level': 0.1},
+}
+
+
+@pytest.mark.parametrize('name', sorted(OUT_KERNELS))
+def test_out_gives_the_same_values_in_place_or_elsewhere(name):
+    kernel = getattr(tr.kernels, name)
+    parameters = OUT_KERNELS[name]
+    x = torch.rand(2, *SHAPE)
+    expected = kernel(x, generator=torch.Generator().manual_seed(4), **parameters)
+    buffer = torch.empty_like(x)
+    got = kernel(
+        x, generator=torch.Generator().manual_seed(4), out=buffer, **parameters
+    )
+    assert got is buffer and torch.equal(got, expected)
+    owned_input = x.clone()
+    got = kernel(
+        owned_input,
+        generator=torch.Generator().manual_seed(4),
+        out=owned_input,
+        **parameters,
+    )
+    assert got is owned_input and torch.equal(got, expected)
+    with pytest.raises(ValueError, match='out must match x'):
+        kernel(x, out=torch.empty(SHAPE), **parameters)
+
+
+def test_operators_say_which_kernels_write_out():
+    assert tr.FAMILIES['rician_noise'].writes_out
+    assert not tr.FAMILIES['blur'].writes_out
+    x = torch.rand(SHAPE)
+    with pytest.raises(TypeError, match='does not take out='):
+        tr.FAMILIES['blur'](x, out=x, sigma=1.0)
+
+
+def test_composites_overwrite_only_their_own_intermediates():
+    # the first operator reads the caller's CT, later ones overwrite their own
+    subject = _subject()
+    before = subject.ct.data.clone()
+    families = ('intensity_shift', 'rician_noise', 'salt_pepper', 'compound')
+    torch.manual_seed(0)
+    out = tr.RampCorrupt(p=1, num_corruptions=4, families=families)(subject)
+    assert torch.equal(subject.ct.data, before)
+    replayed = out.get_composed_history()(subject)
+    assert torch.equal(replayed.ct.data, out.ct.data)

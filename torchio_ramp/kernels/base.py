@@ -13,6 +13,9 @@ A kernel is a pure function ``kernel(x, *, <parameters>, generator=None)``:
   units) are refused with an :class:`IntensityError`: one :func:`torch.aminmax`
   reduction per call (:func:`check_intensities`), skipped only inside
   :func:`inputs_checked`, where a composite transform has checked its input.
+- Kernels that take ``out=`` write their result into that tensor (shaped
+  like ``x``) and return it; ``out=x`` overwrites the input, for callers that
+  own it (a composite's intermediate image): this saves a volume of memory.
 - A batch is ``B`` independent images: :func:`batched` runs the single-image
   kernel once per sample, with per-sample parameters when a parameter is given
   as a list (or 1-D tensor) of length ``B`` (tuples are single values, such as
@@ -225,6 +228,9 @@ def batched(kernel: KernelT) -> KernelT:
     def wrapper(x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         check_volume(x)
         check_intensities(x, 'x', kernel.__name__)
+        given = kwargs.get('out')
+        if given is not None:
+            _check_out(given, x, kernel.__name__)
         if x.ndim == 4:
             for key, value in kwargs.items():
                 if isinstance(value, list):
@@ -245,16 +251,33 @@ def batched(kernel: KernelT) -> KernelT:
                 f' batch of {batch_size}'
             )
             raise ValueError(message)
-        out = torch.empty_like(x)
+        kwargs.pop('out', None)
+        out = torch.empty_like(x) if given is None else given
         for i in range(batch_size):
             sample_kwargs = {
                 key: _select(value, i, batch_size, key, kernel.__name__)
                 for key, value in kwargs.items()
             }
-            out[i] = kernel(x[i], generator=generators[i], **sample_kwargs)
+            if given is not None:
+                sample_kwargs['out'] = given[i]
+                kernel(x[i], generator=generators[i], **sample_kwargs)
+            else:
+                out[i] = kernel(x[i], generator=generators[i], **sample_kwargs)
         return out
 
     return wrapper  # type: ignore[return-value]
+
+
+def _check_out(out: Any, x: torch.Tensor, name: str) -> None:
+    """``out`` must be a tensor with ``x``'s shape, dtype and device."""
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f'{name}: out must be a torch.Tensor, not {type(out).__name__}')
+    if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:
+        message = (
+            f'{name}: out must match x (shape {tuple(x.shape)}, {x.dtype},'
+            f' {x.device}), not shape {tuple(out.shape)}, {out.dtype}, {out.device}'
+        )
+        raise ValueError(message)
 
 
 def _select(value: Any, index: int, batch_size: int, key: str, name: str) -> Any:

@@ -90,6 +90,7 @@ def bias_field(
     *,
     strength: float,
     generator: torch.Generator | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Multiply ``x`` by a smooth random field ``exp(strength * b)``.
 
@@ -102,7 +103,8 @@ def bias_field(
         >>> bool(y.min() >= 0.5 * 0.7408) and bool(y.max() <= 0.5 * 1.3499)
         True
     """
-    return _multiply_by_bias(x, strength, generator, out=torch.empty_like(x))
+    target = torch.empty_like(x) if out is None else out
+    return _multiply_by_bias(x, strength, generator, out=target)
 
 
 BIAS_SLAB_VALUES = 2**18

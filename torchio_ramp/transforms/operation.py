@@ -27,6 +27,7 @@ from ..kernels.base import IntensityError
 from ..operators import Operator
 from ..operators import seed_value
 from .shell import LightCopy
+from .shell import owned
 
 _BASE_ARGUMENTS = frozenset(
     inspect.signature(tio.Transform.__init__).parameters.keys() - {'self'}
@@ -125,8 +126,10 @@ class OperatorTransform(LightCopy, tio.IntensityTransform):
                 message = f'{self.name}: image "{image_name}" is empty (shape {shape})'
                 raise ValueError(message)
             generator = torch.Generator().manual_seed(seed)
+            # an intermediate image of this call may be overwritten
+            target = data if owned(data) and self.operator.writes_out else None
             try:  # the kernel checks its input (one reduction)
-                out = self.operator(data, generator=generator, **parameters)
+                out = self.operator(data, generator=generator, out=target, **parameters)
             except IntensityError as error:
                 raise error.renamed(self.name, image_name) from None
             image.set_data(out)

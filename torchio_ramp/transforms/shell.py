@@ -19,6 +19,7 @@ the composite's checked input and the kernels' ``[0, 1]`` outputs.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 from collections.abc import Iterable
 from typing import Any
@@ -56,6 +57,29 @@ def structure_copy(subject: tio.Subject) -> tio.Subject:
     twin.applied_transforms = list(subject.applied_transforms)
     twin.update_attributes()
     return twin
+
+
+_CALLER_STORAGES: contextvars.ContextVar[frozenset[int] | None] = (
+    contextvars.ContextVar('torchio_ramp_caller_storages', default=None)
+)
+
+
+def owned(data: torch.Tensor) -> bool:
+    """Whether ``data`` was made inside the running transform (not the caller's).
+
+    Inside a transform called with ``copy=True``, an image tensor that is not
+    one of the caller's was produced by an earlier kernel of the same call, so
+    the next kernel may overwrite it (``out=``) instead of allocating a volume.
+    Outside such a call nothing is owned.
+
+    Example:
+        >>> owned(torch.zeros(1))
+        False
+    """
+    storages = _CALLER_STORAGES.get()
+    if storages is None:
+        return False
+    return data.untyped_storage().data_ptr() not in storages
 
 
 def _storages(subject: tio.Subject) -> set[int]:
@@ -108,11 +132,17 @@ class LightCopy:
         if transform.keep is not None:
             for name, new_name in transform.keep.items():
                 kept[new_name] = copy.deepcopy(subject.get_image(name))
+        token = None
         if transform.copy:
             storages = _storages(subject)
             subject = structure_copy(subject)
-        with np.errstate(all='raise', under='ignore'):
-            transformed = self._apply_checked(subject)
+            token = _CALLER_STORAGES.set(frozenset(storages))
+        try:
+            with np.errstate(all='raise', under='ignore'):
+                transformed = self._apply_checked(subject)
+        finally:
+            if token is not None:
+                _CALLER_STORAGES.reset(token)
         if transform.copy:
             unshare(transformed, storages)
         for name, image in kept.items():
