@@ -8,7 +8,7 @@ Runs in a few minutes on one GPU:
    their random numbers on the generator's device, so the draws are identical
    and the results must agree up to float32 rounding; the largest absolute
    difference is printed and fails above :data:`TOLERANCE`. The default check
-   volume (``1 x 144^3``) is larger than one elastic slab
+   volume (``1 x 144^3``) spans several elastic slabs, the last one partial
    (:data:`torchio_ramp.kernels.elastic.SLAB_VOXELS`), so elastic's slab by
    slab upsampling of the coarse grid is exercised; the script prints the
    number of slabs and warns when there is only one.
@@ -130,7 +130,9 @@ def elastic_slabs(shape: Sequence[int]) -> int:
 
     Example:
         >>> elastic_slabs((128, 128, 128)), elastic_slabs((144, 144, 144))
-        (1, 2)
+        (4, 6)
+        >>> elastic_slabs((8, 8, 8))
+        1
     """
     depth, height, width = shape[-3:]
     rows = max(1, elastic.SLAB_VOXELS // (height * width))
@@ -406,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         '--check-size',
         type=int,
         default=144,
-        help='agreement volume edge (144: elastic samples in two slabs)',
+        help='agreement volume edge (144: several elastic slabs, the last partial)',
     )
     parser.add_argument('--device', default='cuda')
     args = parser.parse_args(argv)

@@ -108,8 +108,11 @@ def _to_grid(field: torch.Tensor, scale: float, shape: Sequence[int]) -> torch.T
     return grid
 
 
-SLAB_VOXELS = 2**21
-"""Voxels per slab when :func:`sample` upsamples a coarse grid (128^3 is one)."""
+SLAB_VOXELS = 2**19
+"""Voxels per slab when :func:`sample` upsamples a coarse grid (128^3: four).
+
+Small enough that the slab's grid, indices and samples stay a fraction of a
+large volume (peak memory), large enough to keep the per-slab overhead low."""
 
 
 def sample(
