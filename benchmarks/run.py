@@ -1019,8 +1019,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             ' middle of each training range; random axes and counts follow the'
             ' seed (the same seeds for our kernel and plain torch). "ours kernel":'
             ' the pure tensor function; "†": through a TorchIO transform on a'
-            " `tio.Subject`, which includes TorchIO's deep copy of the subject"
-            ' (see Reference costs), the [0, 1] check and the history; TorchIO /'
+            " `tio.Subject`: ours copies the subject's structure, not its voxels;"
+            " TorchIO's built-ins deep-copy it (see Reference costs); both"
+            ' include the [0, 1] check and the history; TorchIO /'
             ' ours compares the two transforms. "ours / plain": our kernel over'
             ' the plain-torch reference of the same math (flip has no kernel: it'
             " is TorchIO's Flip underneath)"
@@ -1035,8 +1036,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         out.append(operators_table(operators, memory_results, config))
         out.append('\n### Peer transforms\n')
         out.append(
-            "Our deterministic transform on a `tio.Subject` (TorchIO's copy of"
-            ' the subject, the [0, 1] check, the history included) against the'
+            'Our deterministic transform on a `tio.Subject` (the copy of the'
+            " subject's structure, the [0, 1] check, the history included)"
+            ' against the'
             ' same augmentation in TorchIO (also on a subject, deep copy'
             ' included), MONAI (array transforms on the tensor,'
             ' `set_track_meta(False)`) and batchgeneratorsv2 (on'
@@ -1067,7 +1069,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             f' {config.pipeline_repeats} calls, call i after torch.manual_seed(i)'
             " for every column. TorchIO-built: the same sampling with TorchIO's"
             ' built-ins where they exist (our operators elsewhere), one deep copy'
-            ' per call like ours (`benchmarks/torchio_equivalents.py`).'
+            ' per call (`benchmarks/torchio_equivalents.py`); ours copies the'
+            " subject's structure once and no voxels."
             f' {FLOOR}: `torch.randn(1, {", ".join(map(str, config.shape))})`,'
             ' timed in the same round-robin, the floor of any pipeline that'
             ' draws Gaussian noise for the patch. Ramp() applies the elastic'
@@ -1113,7 +1116,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             ' (max RSS in a fresh subprocess minus the baseline after allocating'
             ' the input), one call; operators as kernels (flip as a transform);'
             ' pipelines through TorchIO with a uint8 label map, the worst of'
-            f" {memory.PIPELINE_SEEDS} seeds, including TorchIO's deep copy.\n"
+            f' {memory.PIPELINE_SEEDS} seeds, including the subject copy.\n'
         )
         out.append(memory_table(memory_results))
     if elastic_stats:
