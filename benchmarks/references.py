@@ -150,9 +150,9 @@ def salt_pepper(x: Tensor, *, prob: float, generator=None) -> Tensor:
     The voxels are drawn uniformly with replacement: a voxel is hit with
     probability ``prob`` up to ``O(1 / N)``. Its value is bit 32 of SplitMix64
     (multiplicative variant) of ``index + key`` for one random key per call,
-    so repeated hits of a voxel write the same value. (Until commit acef248
-    the kernel drew one uniform number per voxel; until the commit after
-    50583a4 it drew a random value per hit and kept each voxel's last hit.)
+    so repeated hits of a voxel write the same value. The key is drawn before
+    the voxels, so with the same generator state a higher ``prob`` keeps the
+    hits of a lower one (paired severity draws).
     """
     out = x.clone()
     flat = out.view(-1)
@@ -162,8 +162,8 @@ def salt_pepper(x: Tensor, *, prob: float, generator=None) -> Tensor:
         return out
     hits = round(-size * math.log1p(-prob))
     device = _device(generator)
-    index = torch.randint(size, (hits,), generator=generator, device=device)
     key = torch.randint(2**62, (1,), generator=generator, device=device)
+    index = torch.randint(size, (hits,), generator=generator, device=device)
     z = (index + key) * -7046029254386353131  # 0x9E3779B97F4A7C15
     z = (z ^ ((z >> 30) & (2**34 - 1))) * -4658895280553007687
     z = (z ^ ((z >> 27) & (2**37 - 1))) * -7723592293110705685

@@ -66,6 +66,8 @@ from harness import num_threads
 from harness import ratio
 from harness import time_round_robin
 
+from torchio_ramp.kernels.base import check_intensities
+
 SECTIONS = ('operators', 'pipelines', 'queue', 'memory', 'elastic')
 PLAIN_TARGET = 1.5
 MEMORY_TARGET = 3.0
@@ -293,6 +295,9 @@ def measure_floors(
         ),
         f'torch.rand, {voxels:,} values': lambda i: torch.rand(
             image.shape, generator=generator
+        ),
+        'input check of every kernel (check_intensities: one aminmax)': (
+            lambda i: check_intensities(image)
         ),
         'TorchIO deep copy of the subject (ct)': lambda i: copy.deepcopy(image_only),
         'TorchIO deep copy of the subject (ct + uint8 label)': lambda i: copy.deepcopy(

@@ -1,12 +1,15 @@
 """Draw the evaluation grid: every corruption family at every severity level.
 
-Rows are the registered corruption families (the paper's Table 2 first),
-columns the clean slice and the five severity levels of the stress test (0.05
-... 0.25), all on the same axial slice.
+Rows are the corruption families of a pool (default: the paper's Table 2;
+``--families ct_physics`` for the CT-physics families, simulated on the HU
+image before the window), columns the clean slice and the five severity levels
+of the stress test (0.05 ... 0.25), all on the same axial slice, as the model
+sees it (windowed to [-200, 300] HU).
 
 Usage:
     python examples/corruption_gallery.py                     # built-in phantom
     python examples/corruption_gallery.py --ct path/to/ct.nii.gz --out gallery.png
+    python examples/corruption_gallery.py --families ct_physics --ct ct.nii.gz
 
 The phantom is synthetic; with ``--ct`` any CT in Hounsfield units works.
 """
@@ -24,22 +27,31 @@ from torchio_ramp import SEVERITY_LEVELS
 from torchio_ramp import Corruption
 from torchio_ramp import CTNormalize
 from torchio_ramp.datasets import phantom_subject
+from torchio_ramp.families import POOLS
+from torchio_ramp.families import check_families
 
 HERE = Path(__file__).resolve().parent
 
 
 def corruption_grid(
-    ct: tio.ScalarImage, seed: int = 0
+    ct: tio.ScalarImage, seed: int = 0, families: str | None = None
 ) -> dict[tuple[str, float], torch.Tensor]:
-    """The middle axial slice of ``ct`` for every (family, level) and clean."""
-    normalized = CTNormalize()(ct)
+    """The middle axial slice of ``ct`` for every (family, level) and clean.
+
+    Families on Hounsfield units corrupt ``ct`` before :class:`CTNormalize`,
+    the others the normalised image (as the stress test makes its volumes).
+    """
+    normalize = CTNormalize()
+    normalized = normalize(ct)
     k = normalized.shape[-1] // 2
     slices = {('clean', 0.0): normalized.data[0, :, :, k]}
-    for row, family in enumerate(FAMILIES):
+    for row, family in enumerate(check_families(families)):
+        on_hu = FAMILIES[family].domain == 'hu'
         for column, level in enumerate(SEVERITY_LEVELS):
             # one seed per cell, as in the stress test (random axes, shifts...)
             cell_seed = seed + 100 * row + column
-            corrupted = Corruption(family, level=level, seed=cell_seed)(normalized)
+            corruption = Corruption(family, level=level, seed=cell_seed)
+            corrupted = normalize(corruption(ct)) if on_hu else corruption(normalized)
             slices[family, level] = corrupted.data[0, :, :, k]
     return slices
 
@@ -50,10 +62,11 @@ def draw(slices: dict[tuple[str, float], torch.Tensor], path: Path, title: str) 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    rows, columns = len(FAMILIES), len(SEVERITY_LEVELS) + 1
+    names = list(dict.fromkeys(family for family, _ in slices if family != 'clean'))
+    rows, columns = len(names), len(SEVERITY_LEVELS) + 1
     figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.5 * rows))
     clean = slices['clean', 0.0]
-    for row, (family, operator) in enumerate(FAMILIES.items()):
+    for row, (family, operator) in enumerate((n, FAMILIES[n]) for n in names):
         cells = [clean] + [slices[family, level] for level in SEVERITY_LEVELS]
         for column, image in enumerate(cells):
             axis = axes[row, column]
@@ -66,7 +79,17 @@ def draw(slices: dict[tuple[str, float], torch.Tensor], path: Path, title: str) 
                     'clean' if column == 0 else f'level {SEVERITY_LEVELS[column - 1]}'
                 )
                 axis.set_title(label, fontsize=9)
-        axes[row, 0].set_ylabel(operator.title, fontsize=8, rotation=0, ha='right')
+        label = operator.title
+        if operator.domain == 'hu':  # the physical parameter at 0.05 and 0.25
+            (parameter,) = operator.parameters
+            low, high = (
+                operator.parameters_at(level)[parameter.name]
+                for level in (SEVERITY_LEVELS[0], SEVERITY_LEVELS[-1])
+            )
+            label = (
+                f'{label}\n{parameter.name} {low:.3g} to {high:.3g}\n({parameter.doc})'
+            )
+        axes[row, 0].set_ylabel(label, fontsize=7, rotation=0, ha='right')
     figure.suptitle(title, fontsize=10)
     figure.tight_layout(rect=(0, 0, 1, 0.98))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,22 +106,33 @@ def draw(slices: dict[tuple[str, float], torch.Tensor], path: Path, title: str) 
 @click.option(
     '--out',
     type=click.Path(dir_okay=False),
-    default=str(HERE / 'figures' / 'corruption_gallery.png'),
-    show_default=True,
+    help='PNG to write [default: figures/corruption_gallery.png, or'
+    ' figures/<pool>_gallery.png for another pool].',
 )
 @click.option('--seed', type=int, default=0, show_default=True)
-def main(ct: str | None, out: str, seed: int) -> None:
+@click.option(
+    '--families',
+    type=click.Choice(sorted(POOLS)),
+    default='paper',
+    show_default=True,
+    help='Pool of families (rows).',
+)
+def main(ct: str | None, out: str | None, seed: int, families: str) -> None:
     """Save the families x levels corruption gallery as a PNG."""
+    if out is None:
+        stem = 'corruption_gallery' if families == 'paper' else f'{families}_gallery'
+        out = str(HERE / 'figures' / f'{stem}.png')
+    pool = 'RAMP' if families == 'paper' else 'CT-physics'  # in the title
     if ct is None:
         image = phantom_subject(
             shape=(96, 96, 32), spacing=(1.5, 1.5, 3.0), seed=seed
         ).ct
-        title = 'RAMP corruption families x severity levels (synthetic phantom)'
+        title = f'{pool} corruption families x severity levels (synthetic phantom)'
     else:
         image = tio.ScalarImage(ct)
         name = f'{Path(ct).parent.name}/{Path(ct).name}'
-        title = f'RAMP corruption families x severity levels ({name})'
-    draw(corruption_grid(image, seed=seed), Path(out), title)
+        title = f'{pool} corruption families x severity levels ({name})'
+    draw(corruption_grid(image, seed=seed, families=families), Path(out), title)
     click.echo(f'Wrote {out}')
 
 

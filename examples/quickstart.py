@@ -9,17 +9,20 @@ prints (so you can rerun any step by hand):
 
 1. ``ramp-prep synth``: phantom CTs in the TotalSegmentator v2 layout;
 2. ``ramp-prep totalseg``: the five-class dataset with its 70/15/15 split;
-3. ``examples/train.py --strategy baseline``: a small 3D U-Net trained without
+3. ``ramp-train --strategy baseline``: a small 3D U-Net trained without
    augmentation: the shared starting point of both compared models;
-4. ``examples/train.py --init-weights`` from it, twice with the same schedule
+4. ``ramp-train --init-weights`` from it, twice with the same schedule
    and seed: ``baseline`` continues without augmentation, ``ramp`` continues
    with RAMP. Both models get the same number of iterations; only the last half
    differs. (Trained from scratch, RAMP's much harder training distribution
    needs several times more iterations than a few CPU minutes allow before its
    clean Dice catches up; ``examples/reproduce_phantom.py`` trains from scratch.)
-5. ``ramp-stress run`` for each model: the test split, clean and under every
-   corruption family of the paper x its five severity levels (the full grid);
-6. ``ramp-stress report``: tables and figures comparing the two models.
+5. ``ramp-stress run`` for each model (its ``best.pt2`` torch.export archive,
+   keeping failure pictures of the 2 worst subjects per family): the test split,
+   clean and under every corruption family of the paper x its five severity
+   levels (the full grid);
+6. ``ramp-stress report``: ``report.md`` and ``report.html``, tables, figures
+   and failure pictures comparing the two models.
 
 It prints the headline table and where the report is. The data are SYNTHETIC
 phantoms and the models are tiny and briefly trained: the numbers show the
@@ -156,7 +159,7 @@ def training_config(
 
 
 def train_command(config: TrainingConfig) -> str:
-    """The ``examples/train.py`` command line of ``config``."""
+    """The ``ramp-train`` command line of ``config``."""
     args = ['--data', config.data, '--strategy', config.strategy, '--out', config.out]
     args += ['--model', config.model, '--patch-size', str(config.patch_size[0])]
     args += ['--epochs', str(config.epochs)]
@@ -167,7 +170,7 @@ def train_command(config: TrainingConfig) -> str:
     args += ['--device', 'cpu']
     if config.init_weights is not None:
         args += ['--init-weights', config.init_weights]
-    return _command('python examples/train.py', args)
+    return _command('ramp-train', args)
 
 
 def headline(stress: dict[str, Path]) -> tuple[str, dict[str, dict]]:
@@ -242,9 +245,10 @@ def run_quickstart(out: Path, size: Size, *, progress: bool = True) -> dict[str,
     stress = {}
     for strategy, run in runs.items():
         folder = out / 'stress' / strategy
-        args = ['run', '--model', str(run.file(RunFolder.TORCHSCRIPT))]
+        args = ['run', '--model', str(run.file(RunFolder.PROGRAM))]
         args += ['--data', str(prepared), '--out', str(folder), '--name', strategy]
         args += ['--batch-size', str(size.stress_batch_size), '--device', 'cpu']
+        args += ['--save-worst', '2']
         title = (
             f'Stress-test {strategy!r}: clean + {len(PAPER_FAMILIES)} families x'
             f' {len(SEVERITY_LEVELS)} levels'
@@ -276,7 +280,7 @@ def run_quickstart(out: Path, size: Size, *, progress: bool = True) -> dict[str,
         bold=True,
     )
     click.echo(table)
-    click.echo(f'\nReport: {report / "report.md"} (figures beside it)')
+    click.echo(f'\nReport: {report / "report.md"} and report.html (figures beside)')
     click.echo(
         f'Total {total:.0f} s on {torch.get_num_threads()} thread(s): '
         + ', '.join(f'{name} {seconds:.0f} s' for name, seconds in steps.times.items())

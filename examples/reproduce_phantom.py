@@ -154,7 +154,7 @@ def train_and_stress(
         strategy, f'best epoch {result.best_epoch}: val Dice {result.best_val_dice:.4f}'
     )
 
-    args = ['run', '--model', str(run.file(RunFolder.TORCHSCRIPT))]
+    args = ['run', '--model', str(run.file(RunFolder.PROGRAM))]
     args += ['--data', str(prepared), '--out', str(root / 'stress' / strategy)]
     args += ['--name', strategy, '--batch-size', str(settings.stress_batch_size)]
     args += ['--seed', str(settings.stress_seed), '--device', 'cpu', '--no-progress']
@@ -190,6 +190,14 @@ def _ci(estimate: Any) -> str:
     if estimate.low != estimate.low:  # NaN: a single subject
         return f'{estimate.value:.3f}'
     return f'{estimate.value:.3f} [{estimate.low:.3f}, {estimate.high:.3f}]'
+
+
+def _protocol(comparison: Any) -> str:
+    """The runs' severity protocol with its version, e.g. ``paired v2``."""
+    from torchio_ramp.stress.protocol import describe_protocol
+
+    protocols = {result.protocol for result in comparison.models}
+    return ', '.join(describe_protocol(name) for name in sorted(protocols))
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -362,7 +370,7 @@ def write_results(
                 f' levels ({SEVERITY_LEVELS[0]:g}-{SEVERITY_LEVELS[-1]:g}) ='
                 f' {len(severity_grid())} settings per subject, sliding windows of'
                 f' {settings.patch}^3 with half-patch overlap, seed'
-                f' {settings.stress_seed}',
+                f' {settings.stress_seed}, severity protocol {_protocol(comparison)}',
             ],
         ],
     )

@@ -8,6 +8,10 @@ from typing import Any
 
 import click
 
+from torchio_ramp.cli_options import progress_option
+from torchio_ramp.cli_options import seed_option
+from torchio_ramp.cli_options import size_option
+from torchio_ramp.cli_options import workers_option
 from torchio_ramp.labels import CLASS_NAMES
 
 from .convert import Options
@@ -34,19 +38,17 @@ def _fractions(ctx, param, value: str) -> tuple[float, float, float]:
         raise click.BadParameter(str(error)) from error
 
 
-def _triple(kind: type) -> Callable[..., tuple]:
-    def parse(ctx, param, value: str):
-        try:
-            parts = tuple(kind(p) for p in value.replace('x', ',').split(','))
-        except ValueError as error:
-            raise click.BadParameter(
-                f'expected three numbers, got {value!r}'
-            ) from error
-        if len(parts) != 3 or min(parts) <= 0:
-            raise click.BadParameter(f'expected three positive numbers, got {value!r}')
-        return parts
+def _out_folder(ctx, param, value: str) -> Path:
+    """Refuse an empty OUT: ``""`` would silently mean the current folder.
 
-    return parse
+    An unset variable (``ramp-prep totalseg SRC "$nnUNet_raw"``) gives one.
+    """
+    if not value.strip():
+        raise click.BadParameter(
+            f'OUT is empty: {value!r} is not a folder name (an unset variable'
+            ' such as $nnUNet_raw?); pass a path (use . for the current folder)'
+        )
+    return Path(value)
 
 
 def _conversion_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -54,7 +56,7 @@ def _conversion_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.argument(
             'src', type=click.Path(exists=True, file_okay=False, path_type=Path)
         ),
-        click.argument('out', type=click.Path(path_type=Path)),
+        click.argument('out', type=click.Path(), callback=_out_folder),
         click.option(
             '--format',
             'fmt',
@@ -76,12 +78,8 @@ def _conversion_options(func: Callable[..., Any]) -> Callable[..., Any]:
             + ' / '.join(DEFAULT_NNUNET_NAMES.values())
             + ', with "Synth" appended for synthetic data).',
         ),
-        click.option(
-            '--seed',
-            type=int,
-            default=DEFAULT_SEED,
-            show_default=True,
-            help='Seed of the split (numpy.random.default_rng).',
+        seed_option(
+            default=DEFAULT_SEED, help='Seed of the split (numpy.random.default_rng).'
         ),
         click.option(
             '--fractions',
@@ -100,12 +98,9 @@ def _conversion_options(func: Callable[..., Any]) -> Callable[..., Any]:
             'split is still computed on the whole cohort in SRC, so each '
             "subject's split never depends on this filter.",
         ),
-        click.option(
-            '-j',
-            '--workers',
-            type=click.IntRange(min=1),
+        workers_option(
+            minimum=1,
             default=1,
-            show_default=True,
             help='Worker processes, one subject each at a time. A worker streams '
             'the CT and holds one mask plus the label: about 3 bytes per CT voxel.',
         ),
@@ -122,6 +117,13 @@ def _conversion_options(func: Callable[..., Any]) -> Callable[..., Any]:
             'grid (nearest neighbour) instead of failing the subject.',
         ),
         click.option(
+            '--repair-nonfinite',
+            is_flag=True,
+            help='Floating-point CTs with NaN/Inf voxels fail by default (they '
+            'would be read as 0 HU, water); with this flag NaN and -Inf become '
+            '-1024 HU and +Inf 3071 HU, and the counts go in the report.',
+        ),
+        click.option(
             '--overwrite',
             is_flag=True,
             help='Redo every subject, even those already finished.',
@@ -132,12 +134,7 @@ def _conversion_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help='Exit with status 0 even if some subjects failed (they are '
             'listed in the report). Other subjects are always converted.',
         ),
-        click.option(
-            '--progress/--no-progress',
-            default=True,
-            show_default=True,
-            help='Show a progress bar (on stderr).',
-        ),
+        progress_option(),
     ]
     for option in reversed(options):
         func = option(func)
@@ -145,6 +142,10 @@ def _conversion_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _run(dataset: str, **kwargs: Any) -> None:
+    if kwargs['fmt'] == 'nnunet' and kwargs['dataset_id'] is None:
+        raise click.UsageError(
+            '--format nnunet needs --dataset-id N (1..999), the nnU-Net dataset id'
+        )
     keep_going = kwargs.pop('keep_going')
     subject_args = kwargs.pop('subject_args')
     try:
@@ -154,7 +155,11 @@ def _run(dataset: str, **kwargs: Any) -> None:
             kwargs.pop('src'),
             kwargs.pop('out'),
             subjects=subjects,
-            options=Options(kwargs.pop('link'), kwargs.pop('resample_masks')),
+            options=Options(
+                kwargs.pop('link'),
+                kwargs.pop('resample_masks'),
+                kwargs.pop('repair_nonfinite'),
+            ),
             **kwargs,
         )
     except PrepError as error:
@@ -184,6 +189,12 @@ def _echo_summary(summary: Summary) -> None:
         f'already done, {len(summary.failed)} failed; '
         f'{len(cohort.excluded) if cohort else 0} excluded from the cohort.'
     )
+    for ids in splits.get('duplicates') or []:
+        click.echo(
+            f'WARNING: the same scan (CT SHA-256) under {len(ids)} ids: '
+            f'{", ".join(ids)}; kept in one split (see the report).',
+            err=True,
+        )
     for subject_id, error in sorted(summary.failed.items()):
         click.echo(f'FAILED {subject_id}: {error}', err=True)
     click.echo(f'Report: {summary.root / REPORT_TXT}')
@@ -201,6 +212,7 @@ def main() -> None:
       abdomenct1k  convert AbdomenCT-1K (cross-dataset test set)
       synth        write synthetic phantom CTs in either layout (offline demos)
       split        recompute the train/val/test split of a prepared OUT
+      nnunet-splits  our train/val split as nnU-Net's fold 0 (after planning)
 
     \b
     Output (OUT): images/<id>.nii.gz, labels/<id>.nii.gz (uint8 0..5 on the
@@ -262,7 +274,7 @@ def abdomenct1k(**kwargs: Any) -> None:
     context_settings=CONTEXT,
     short_help="Write SYNTHETIC phantom CTs in a dataset's layout.",
 )
-@click.argument('out', type=click.Path(path_type=Path))
+@click.argument('out', type=click.Path(), callback=_out_folder)
 @click.option(
     '--layout',
     type=click.Choice(['totalseg', 'abdomenct1k']),
@@ -276,33 +288,27 @@ def abdomenct1k(**kwargs: Any) -> None:
     show_default=True,
     help='Number of phantoms.',
 )
-@click.option(
+@size_option(
     '--shape',
     default='64,64,48',
     show_default=True,
-    callback=_triple(int),
     help='Voxels per phantom (I,J,K).',
 )
-@click.option(
+@size_option(
     '--spacing',
+    kind=float,
     default='3,3,3',
     show_default=True,
-    callback=_triple(float),
     help='Voxel size in mm.',
 )
-@click.option(
-    '--seed',
-    type=int,
-    default=0,
-    show_default=True,
-    help='Seed of the first phantom (subject i uses seed + i).',
-)
+@seed_option(help='Seed of the first phantom (subject i uses seed + i).')
 @click.option(
     '--release-folders',
     is_flag=True,
     help='AbdomenCT-1K only: AbdomenCT-1K-ImagePart1/ + Mask/ instead of '
     'images/ + masks/.',
 )
+@progress_option()
 def synth(
     out: Path,
     layout: str,
@@ -311,6 +317,7 @@ def synth(
     spacing,
     seed: int,
     release_folders: bool,
+    progress: bool,
 ) -> None:
     """Write SYNTHETIC phantom CTs in a real dataset's layout to OUT.
 
@@ -332,7 +339,7 @@ def synth(
             spacing=spacing,
             seed=seed,
             release_folders=release_folders,
-            progress=True,
+            progress=progress,
         )
     except PrepError as error:
         raise click.ClickException(str(error)) from error
@@ -346,13 +353,7 @@ def synth(
     context_settings=CONTEXT, short_help='Recompute the split of a prepared OUT.'
 )
 @click.argument('out', type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    '--seed',
-    type=int,
-    default=DEFAULT_SEED,
-    show_default=True,
-    help='Seed of numpy.random.default_rng.',
-)
+@seed_option(default=DEFAULT_SEED, help='Seed of numpy.random.default_rng.')
 @click.option(
     '--fractions',
     default='0.7,0.15,0.15',
@@ -386,6 +387,51 @@ def split(out: Path, seed: int, fractions, basis: str) -> None:
         f'Split {out} with seed {seed}, fractions {list(fractions)}: train '
         f'{len(splits["train"])}, val {len(splits["val"])}, test '
         f'{len(splits["test"])} (cohort {splits["cohort"]["size"]}).'
+    )
+
+
+@main.command(
+    'nnunet-splits',
+    context_settings=CONTEXT,
+    short_help="Write our train/val split as nnU-Net's fold 0.",
+)
+@click.argument('dataset')
+@click.option(
+    '--raw',
+    type=click.Path(file_okay=False, path_type=Path),
+    help='nnU-Net raw folder [default: $nnUNet_raw].',
+)
+@click.option(
+    '--preprocessed',
+    type=click.Path(file_okay=False, path_type=Path),
+    help='nnU-Net preprocessed folder [default: $nnUNet_preprocessed].',
+)
+@click.option(
+    '--overwrite',
+    is_flag=True,
+    help='Replace a splits_final.json that holds other folds.',
+)
+def nnunet_splits(
+    dataset: str, raw: Path | None, preprocessed: Path | None, overwrite: bool
+) -> None:
+    """Make nnU-Net's fold 0 our train/val split (DATASET: id or DatasetNNN_Name).
+
+    \b
+    Writes $nnUNet_preprocessed/DatasetNNN_Name/splits_final.json from the
+    splits.json of the export in $nnUNet_raw, after
+    nnUNetv2_plan_and_preprocess (which copies the export's own
+    splits_final.json when it plans a dataset for the first time). Every id
+    must have been preprocessed. Running it again changes nothing.
+    """
+    from .nnunet import write_nnunet_splits
+
+    try:
+        path, fold, status = write_nnunet_splits(dataset, raw, preprocessed, overwrite)
+    except PrepError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(
+        f'{path}: fold 0 = train {len(fold["train"])}, val {len(fold["val"])} '
+        f'({status}).'
     )
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import threading
+import time
 import traceback
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -59,6 +61,7 @@ from .sources import SubjectSource
 from .splits import DEFAULT_FRACTIONS
 from .splits import DEFAULT_SEED
 from .splits import compute_split
+from .splits import keep_together
 from .splits import split_of
 
 MAX_TASKS_PER_WORKER = 25
@@ -70,10 +73,15 @@ class Options:
 
     link: bool = False
     resample_masks: bool = False
+    repair_nonfinite: bool = False
 
     def key(self) -> dict[str, Any]:
-        """Options as stored in records."""
-        return {'link': self.link, 'resample_masks': self.resample_masks}
+        """Options as stored in records (``repair_nonfinite`` only when set,
+        so folders prepared before it existed stay current)."""
+        key: dict[str, Any] = {'link': self.link, 'resample_masks': self.resample_masks}
+        if self.repair_nonfinite:
+            key['repair_nonfinite'] = True
+        return key
 
 
 @dataclass(frozen=True)
@@ -96,8 +104,80 @@ def _rel(path: Path, src: Path) -> str:
         return str(path)
 
 
-def _reference_geometry(task: Task, repairs: list[str]):
-    """CT geometry (header only) or, for a repaired header, the CT image."""
+NONFINITE_FILL = {'nan': -1024, 'posinf': 3071, 'neginf': -1024}
+"""HU written over non-finite CT voxels by ``--repair-nonfinite``: NaN and
+-Inf become air (-1024), +Inf the top of the 12-bit CT range (3071)."""
+
+
+def _finite_ct(
+    task: Task, image: sitk.Image | None, nonfinite: dict[str, int]
+) -> sitk.Image | None:
+    """Check a floating CT for NaN/Inf; return a repaired image or ``None``.
+
+    SimpleITK reads NaN as 0 HU (water) without a word, so the voxels are
+    read with NiBabel. Such a CT is refused or, with ``--repair-nonfinite``,
+    repaired (:data:`NONFINITE_FILL`), the counts recorded in ``nonfinite``.
+
+    Args:
+        task: The subject.
+        image: The CT as SimpleITK read it (geometry of the repaired image),
+            or ``None`` to read it here if a repair is needed.
+        nonfinite: Filled with the counts of NaN, +Inf and -Inf voxels.
+    """
+    import nibabel as nib
+
+    ct = task.subject.image
+    try:
+        array = np.asanyarray(nib.load(str(ct)).dataobj)
+    except Exception as error:  # SimpleITK read its header: say what NiBabel says
+        raise PrepError(
+            f'{ct}: cannot read the voxels to check them ({error})'
+        ) from error
+    if not np.issubdtype(array.dtype, np.floating):
+        return None
+    bad = ~np.isfinite(array)
+    if not bad.any():
+        return None
+    counts = {
+        'nan': int(np.isnan(array).sum()),
+        'posinf': int(np.isposinf(array).sum()),
+        'neginf': int(np.isneginf(array).sum()),
+    }
+    described = (
+        f'{int(bad.sum())} of {array.size} voxels are not finite ({counts["nan"]}'
+        f' NaN, {counts["posinf"]} +Inf, {counts["neginf"]} -Inf)'
+    )
+    if not task.options.repair_nonfinite:
+        raise PrepError(
+            f'{ct}: {described}; they would be read as 0 HU (water). Fix the '
+            'scan, or pass --repair-nonfinite to set NaN and -Inf to -1024 HU '
+            'and +Inf to 3071 HU (recorded in the report).'
+        )
+    fixed = np.nan_to_num(
+        array.astype(np.float32),
+        nan=NONFINITE_FILL['nan'],
+        posinf=NONFINITE_FILL['posinf'],
+        neginf=NONFINITE_FILL['neginf'],
+    )
+    if fixed.ndim == 4 and fixed.shape[3] == 1:
+        fixed = fixed[..., 0]
+    if image is None:
+        image, _ = imio.read_image(ct)
+    repaired = sitk.GetImageFromArray(np.ascontiguousarray(fixed.T))
+    repaired.CopyInformation(image)
+    nonfinite.update(counts)
+    return repaired
+
+
+def _reference_geometry(
+    task: Task, repairs: list[str], nonfinite: dict[str, int]
+) -> tuple[Geometry, sitk.Image | None]:
+    """CT geometry (header only) or, for a CT that must be rewritten (repaired
+    header, repaired non-finite voxels), the CT image.
+
+    Floating CTs are decoded to look for NaN/Inf (integer ones cannot hold
+    them and are only streamed).
+    """
     ct = task.subject.image
     if not ct.exists():
         raise PrepError(f'{ct}: file not found')
@@ -105,13 +185,16 @@ def _reference_geometry(task: Task, repairs: list[str]):
     if header is None:
         image, repair = imio.read_image(ct)
         repairs.append(imio.Repair(_rel(ct, task.src), repair.max_angle_deg).describe())
-        return Geometry.of(image), image
+        repaired = _finite_ct(task, image, nonfinite)
+        return Geometry.of(image), image if repaired is None else repaired
     geometry, pixel, components = header
     if components != 1:
         raise PrepError(
             f'{ct}: CT has {components} components per voxel ({pixel}); '
             'expected a scalar image'
         )
+    if 'float' in pixel.lower():  # integer CTs cannot hold NaN/Inf
+        return geometry, _finite_ct(task, None, nonfinite)
     return geometry, None
 
 
@@ -176,7 +259,8 @@ def _convert(task: Task) -> dict[str, Any]:
     fingerprint = source_fingerprint(subject.files(), task.src)
     repairs: list[str] = []
     resampled: list[str] = []
-    geometry, ct_image = _reference_geometry(task, repairs)
+    nonfinite: dict[str, int] = {}
+    geometry, ct_image = _reference_geometry(task, repairs, nonfinite)
     if len(geometry.size) != 3:
         raise PrepError(
             f'{subject.image}: expected a 3D image, got size {geometry.size}'
@@ -253,6 +337,7 @@ def _convert(task: Task) -> dict[str, Any]:
         'conflicts': conflicts,
         'dropped': dropped,
         'repaired': repairs,
+        'nonfinite': nonfinite,
         'resampled': resampled,
         'source_split': subject.source_split,
         'options': task.options.key(),
@@ -315,8 +400,49 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context('spawn')  # pragma: no cover - Windows
 
 
-def _init_worker() -> None:
+PARENT_POLL_SECONDS = 0.5
+"""How often a worker checks that the process that started the run is alive."""
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, does not).
+
+    Example:
+        >>> process_alive(os.getpid())
+        True
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    try:
+        stat = Path(f'/proc/{pid}/stat').read_text()
+    except OSError:  # no /proc (macOS): os.kill is all we know
+        return True
+    return stat.rsplit(')', 1)[1].split()[0] != 'Z'
+
+
+def _watch_parent(pid: int) -> None:
+    while process_alive(pid):
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)  # the run is gone (e.g. kill -9): do not linger holding memory
+
+
+def _init_worker(parent: int | None = None) -> None:
+    """Worker set-up: one SimpleITK thread, and exit when ``parent`` dies.
+
+    Workers are children of the fork server, not of the main process, so the
+    operating system does not end them when the main process is killed; a
+    daemon thread polls the main process instead. When the workers are gone
+    the fork server and the resource tracker see their pipes close and exit.
+    """
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    if parent is not None:
+        threading.Thread(
+            target=_watch_parent, args=(parent,), name='ramp-prep-parent', daemon=True
+        ).start()
 
 
 def run_tasks(
@@ -342,6 +468,7 @@ def run_tasks(
             max_workers=min(workers, len(tasks)),
             mp_context=context,
             initializer=_init_worker,
+            initargs=(os.getpid(),),
             max_tasks_per_child=MAX_TASKS_PER_WORKER,  # fresh workers: no leaks
         )
         try:
@@ -414,7 +541,14 @@ def parse_subject_ids(values: tuple[str, ...] | list[str]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
+def _check_seed(seed: Any) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise PrepError(f'--seed must be a non-negative integer, not {seed!r}')
+
+
 def _prepare_out(out: Path, src: Path) -> None:
+    if not str(out).strip():
+        raise PrepError('OUT must not be empty (use . for the current folder)')
     src_r, out_r = src.resolve(), out.resolve()
     if out_r == src_r or src_r in out_r.parents:
         raise PrepError(f'OUT {out} must not be SRC or inside it ({src})')
@@ -503,6 +637,7 @@ def prepare(
         raise PrepError(f'unknown dataset {dataset!r}')
     if workers < 1:
         raise PrepError(f'--workers must be at least 1, got {workers}')
+    _check_seed(seed)
     cohort = DISCOVER[dataset](src)
     name = dataset_name or DEFAULT_NNUNET_NAMES[dataset] + (
         'Synth' if cohort.synthetic else ''
@@ -630,8 +765,37 @@ def finish(
             not_prepared[subject_id] = status
     state['not_prepared'] = not_prepared
     state['stale'] = sorted(set(records) - cohort)
+    groups = duplicate_scans(current)
+    state['duplicates'] = groups
+    if groups:
+        cohort_split = keep_together(cohort_split, groups)
+        where = split_of(cohort_split)
+        for members in groups:
+            for subject_id in members:
+                if relocate(layout, current[subject_id], where[subject_id]):
+                    write_record(layout, current[subject_id])
     write_json(layout.state_dir / 'state.json', state)
     return finalize(layout, state, current, cohort_split)
+
+
+def duplicate_scans(records: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """Groups of ids whose prepared CTs have the same SHA-256 (same scan).
+
+    A subject folder copied or symlinked under a second id would otherwise
+    land in train and test at once. Groups are sorted, and so are their ids.
+
+    Example:
+        >>> same = {'outputs': {'image': {'sha256': 'ab'}}}
+        >>> other = {'outputs': {'image': {'sha256': 'cd'}}}
+        >>> duplicate_scans({'s2': same, 's1': same, 's3': other})
+        [['s1', 's2']]
+    """
+    by_hash: dict[str, list[str]] = {}
+    for subject_id, record in records.items():
+        digest = record['outputs']['image'].get('sha256')
+        if digest:
+            by_hash.setdefault(digest, []).append(subject_id)
+    return sorted(sorted(ids) for ids in by_hash.values() if len(ids) > 1)
 
 
 def resplit(
@@ -661,6 +825,7 @@ def resplit(
     """
     from .outputs import find_layout
 
+    _check_seed(seed)
     layout = find_layout(root)
     state_path = layout.state_dir / 'state.json'
     if not state_path.exists():

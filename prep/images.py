@@ -20,9 +20,7 @@ final name.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
-import math
 import os
 import struct
 import zlib
@@ -38,6 +36,8 @@ from torchio_ramp.files import atomic_path
 from torchio_ramp.files import file_sha256 as sha256_file  # noqa: F401 - re-exported
 from torchio_ramp.files import remove_stale_temporaries  # noqa: F401 - re-exported
 from torchio_ramp.files import temp_path  # noqa: F401 - re-exported
+from torchio_ramp.integrity import expected_size
+from torchio_ramp.integrity import nifti_payload_size  # noqa: F401 - re-exported
 
 from .errors import PrepError
 from .errors import describe_os_error
@@ -154,51 +154,18 @@ def _is_gzip_name(path: Path) -> bool:
     return path.name.endswith('.gz')
 
 
-def nifti_payload_size(header: bytes) -> int | None:
-    """Bytes a single-file NIfTI should hold, from its first 540 bytes.
-
-    Args:
-        header: At least the first 348 (NIfTI-1) or 540 (NIfTI-2) bytes of
-            the uncompressed file.
-
-    Returns:
-        ``vox_offset`` plus the voxel data size, or ``None`` when ``header``
-        is not a single-file NIfTI header.
-
-    Example:
-        >>> import nibabel as nib, numpy as np
-        >>> img = nib.Nifti1Image(np.zeros((2, 3, 4), np.int16), np.eye(4))
-        >>> nifti_payload_size(img.header.binaryblock)  # 352 + 2 * 3 * 4 * 2
-        400
-    """
-    for endian in '<>':
-        if len(header) >= 348 and struct.unpack(endian + 'i', header[:4])[0] == 348:
-            if header[344:348] not in (b'n+1\0',):
-                return None
-            dim = struct.unpack(endian + '8h', header[40:56])
-            bitpix = struct.unpack(endian + 'h', header[72:74])[0]
-            offset = max(struct.unpack(endian + 'f', header[108:112])[0], 352)
-            break
-        if len(header) >= 540 and struct.unpack(endian + 'i', header[:4])[0] == 540:
-            if header[4:8] != b'n+2\0':
-                return None
-            bitpix = struct.unpack(endian + 'h', header[14:16])[0]
-            dim = struct.unpack(endian + '8q', header[16:80])
-            offset = max(struct.unpack(endian + 'q', header[168:176])[0], 544)
-            break
-    else:
-        return None
-    ndim = dim[0]
-    if not 1 <= ndim <= 7 or bitpix <= 0:
-        return None
-    voxels = math.prod(max(int(n), 1) for n in dim[1 : ndim + 1])
-    return int(offset) + voxels * bitpix // 8
-
-
 def _gzip_error(path: Path, detail: str) -> PrepError:
     return PrepError(
         f'{path}: corrupt gzip file ({detail}); re-download or re-export it.'
     )
+
+
+class _SinkError(Exception):
+    """Writing the copy failed (not reading the source): e.g. a full disk."""
+
+    def __init__(self, error: OSError):
+        super().__init__(str(error))
+        self.error = error
 
 
 def _stream(path: Path, sink=None) -> tuple[int, str]:
@@ -225,7 +192,10 @@ def _stream(path: Path, sink=None) -> tuple[int, str]:
                     break
                 sha.update(chunk)
                 if sink is not None:
-                    sink.write(chunk)
+                    try:
+                        sink.write(chunk)
+                    except OSError as error:
+                        raise _SinkError(error) from error
                 if inflater is None:
                     total += len(chunk)
                     continue
@@ -249,23 +219,6 @@ def _stream(path: Path, sink=None) -> tuple[int, str]:
     except OSError as error:
         raise describe_os_error(error, path, 'reading') from error
     return total, sha.hexdigest()
-
-
-def expected_size(path: Path) -> int | None:
-    """Uncompressed size ``path`` should have according to its NIfTI header.
-
-    Returns ``None`` when the header cannot be read as single-file NIfTI.
-
-    Example:
-        >>> expected_size(Path('ct.nii.gz'))  # doctest: +SKIP
-        739432
-    """
-    try:
-        opener = gzip.open if _is_gzip_name(path) else open
-        with opener(path, 'rb') as f:
-            return nifti_payload_size(f.read(540))
-    except (OSError, EOFError, zlib.error):
-        return None
 
 
 def check_integrity(path: Path, *, full: bool = False) -> None:
@@ -610,7 +563,11 @@ def copy_checked(
     try:
         with tmp.open('wb') as sink:
             result = _stream(source, sink)
-    except OSError as error:
+    except _SinkError as error:
+        _unlink(tmp)
+        target = destination or tmp
+        raise describe_os_error(error.error, target, 'writing') from error.error
+    except OSError as error:  # opening or closing (flushing) the copy
         _unlink(tmp)
         raise describe_os_error(error, destination or tmp, 'writing') from error
     except BaseException:

@@ -35,6 +35,7 @@ from torchio_ramp.datasets import MANIFEST_CSV
 from torchio_ramp.datasets import SPLIT_NAMES
 from torchio_ramp.datasets import SPLITS_JSON
 from torchio_ramp.datasets import TOOL_NAME
+from torchio_ramp.datasets import dataset_name_key
 from torchio_ramp.files import FileLock
 from torchio_ramp.files import LockHeld
 from torchio_ramp.files import json_text
@@ -413,7 +414,8 @@ def build_dataset_json(
         'tool': TOOL_NAME,
         'tool_version': tool_version(),
         'layout': layout.format,
-        'dataset': dataset_name(state),
+        # nnU-Net reads a 'dataset' key as its case -> files mapping
+        dataset_name_key(layout.format): dataset_name(state),
         'synthetic': synthetic,
         'source': {'release': release, 'path': state['src']},
         'class_names': {
@@ -442,7 +444,8 @@ def build_dataset_json(
         info['numTraining'] = len(split['train']) + len(split['val'])
         info['description'] = (
             f'{title}. Test cases are in imagesTs/labelsTs; '
-            'splits_final.json holds the train/val split as fold 0.'
+            'splits_final.json holds the train/val split as fold 0 '
+            '(nnU-Net copies it into nnUNet_preprocessed when planning).'
         )
     return info
 
@@ -464,6 +467,8 @@ MANIFEST_FIELDS = [
     'source_split',
     'image_sha256',
     'label_sha256',
+    'image_bytes',
+    'label_bytes',
 ]
 
 
@@ -490,6 +495,8 @@ def build_manifest(records: list[dict[str, Any]], split_of: dict[str, str]) -> s
             'source_split': record.get('source_split', ''),
             'image_sha256': record['outputs']['image']['sha256'],
             'label_sha256': record['outputs']['label']['sha256'],
+            'image_bytes': record['outputs']['image']['size'],
+            'label_bytes': record['outputs']['label']['size'],
         }
         for name in ('background', *CLASS_NAMES.values()):
             row[f'voxels_{name}'] = voxels[name]
@@ -527,6 +534,7 @@ def build_splits_json(
             'basis': state.get('cohort_basis', 'source'),
         },
         'not_prepared': dict(sorted(not_prepared.items())),
+        'duplicates': state.get('duplicates') or [],
     }
 
 
@@ -591,9 +599,26 @@ def build_report(
     section(
         'Excluded from the cohort', [f'{k}: {v}' for k, v in sorted(excluded.items())]
     )
+    duplicates = state.get('duplicates') or []
+    if duplicates:
+        section(
+            'Duplicate scans (same CT SHA-256 under several ids; kept in one split)',
+            [', '.join(ids) for ids in duplicates],
+        )
     section(
         'Repaired headers', [f'{r["id"]}: {d}' for r in repaired for d in r['repaired']]
     )
+    nonfinite = [r for r in records if r.get('nonfinite')]
+    if nonfinite:
+        section(
+            'Non-finite CT voxels repaired (--repair-nonfinite: NaN and -Inf set to'
+            ' -1024 HU, +Inf to 3071 HU)',
+            [
+                f'{r["id"]}: {r["nonfinite"]["nan"]} NaN, {r["nonfinite"]["posinf"]}'
+                f' +Inf, {r["nonfinite"]["neginf"]} -Inf'
+                for r in nonfinite
+            ],
+        )
     section(
         'Masks resampled onto the CT grid (nearest neighbour)',
         [f'{r["id"]}: {", ".join(r["resampled"])}' for r in resampled],

@@ -144,3 +144,26 @@ def cohort_digest(ids: Iterable[str]) -> str:
         True
     """
     return hashlib.sha256('\n'.join(sorted(ids)).encode()).hexdigest()
+
+
+def keep_together(
+    split: dict[str, list[str]], groups: Iterable[Sequence[str]]
+) -> dict[str, list[str]]:
+    """Move each group of ids into the split of its first (smallest) id.
+
+    Used for duplicate scans (the same CT under several ids): spread over
+    train and test they would leak. Ids not in ``split`` are ignored; each
+    split comes back sorted.
+
+    Example:
+        >>> keep_together({'train': ['a', 'b'], 'val': [], 'test': ['c']}, [['c', 'a']])
+        {'train': ['a', 'b', 'c'], 'val': [], 'test': []}
+    """
+    where = split_of(split)
+    for group in groups:
+        members = sorted(i for i in group if i in where)
+        for subject_id in members[1:]:
+            where[subject_id] = where[members[0]]
+    return {
+        name: sorted(i for i, n in where.items() if n == name) for name in SPLIT_NAMES
+    }

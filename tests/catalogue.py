@@ -23,12 +23,21 @@ def _named(cls: type) -> Factory:
     return lambda **kwargs: cls(**kwargs)
 
 
-INTENSITY: dict[str, Factory] = {
-    name: _named(getattr(tr, name))
+def _on_hu(operator: str | None) -> bool:
+    """Whether a family acts on Hounsfield units (before CTNormalize)."""
+    return operator in tr.FAMILIES and tr.FAMILIES[operator].domain == 'hu'
+
+
+_BOUND = {
+    name: getattr(tr, name)
     for name in tr.__all__
     if name.startswith('Random')
     and issubclass(getattr(tr, name), tr.transforms.operation.RandomOperatorTransform)
     and getattr(tr, name).bound_operator is not None
+}
+
+INTENSITY: dict[str, Factory] = {
+    name: _named(cls) for name, cls in _BOUND.items() if not _on_hu(cls.bound_operator)
 }
 INTENSITY.update(
     {
@@ -60,9 +69,22 @@ _NAMED_OPERATORS = {
 UNNAMED_FAMILIES: dict[str, Factory] = {
     f'RandomCorruption[{family}]': _random_corruption(family)
     for family in tr.FAMILIES
-    if family not in _NAMED_OPERATORS
+    if family not in _NAMED_OPERATORS and not _on_hu(family)
 }
 INTENSITY.update(UNNAMED_FAMILIES)
+
+HU: dict[str, Factory] = {
+    name: _named(cls) for name, cls in _BOUND.items() if _on_hu(cls.bound_operator)
+}
+"""Transforms of the CT-physics families: they take Hounsfield units, so their
+contract is checked on HU subjects (``tests/test_ct_physics.py``), not here."""
+HU.update(
+    {
+        f'RandomCorruption[{family}]': _random_corruption(family)
+        for family in tr.FAMILIES
+        if family not in _NAMED_OPERATORS and _on_hu(family)
+    }
+)
 
 SPATIAL: dict[str, Factory] = {
     'LateralityFlip': lambda **kw: tr.LateralityFlip(axes=(0, 2), **kw),

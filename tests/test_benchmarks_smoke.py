@@ -270,3 +270,14 @@ def test_breakdown_lists_torch_operators():
     assert '| torch operator | calls | self CPU ms per call | share |' in output
     rows = re.findall(r'^\| aten::\w+ \| [\d.]+ \| [\d.]+ \| \d+% \|$', output, re.M)
     assert rows
+
+
+def test_sliding_window_memory_compares_equal_logits():
+    output = _run(
+        'benchmarks/sliding_window.py',
+        *('--shape', '32', '32', '24', '--classes', '3', '--patch', '16'),
+    )
+    assert '| blending | peak MiB above input | x input |' in output
+    assert re.search(r'^\| one-channel \| \d+ \| [\d.]+ \|$', output, re.M)
+    assert re.search(r'^\| full-channel \| \d+ \| [\d.]+ \|$', output, re.M)
+    assert output.rstrip().endswith('largest absolute difference of the logits: 0')

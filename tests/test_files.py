@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ import torch
 from ramp_prep.errors import PrepError
 from ramp_prep.images import atomic_output
 from ramp_prep.images import write_text
+from torchio_ramp import files as files_module
 from torchio_ramp.files import TMP_MARKER
 from torchio_ramp.files import FileLock
 from torchio_ramp.files import LockHeld
@@ -86,11 +88,14 @@ def test_stale_temporaries_are_removed_and_nothing_else(tmp_path):
 
 
 LOCKER = """
-import sys
-from torchio_ramp.files import FileLock, LockHeld
+import importlib.util, sys
+# load the module file alone: the package's import of torch is not needed here
+spec = importlib.util.spec_from_file_location('files', sys.argv[2])
+files = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(files)
 try:
-    FileLock(sys.argv[1]).acquire()
-except LockHeld as error:
+    files.FileLock(sys.argv[1]).acquire()
+except files.LockHeld as error:
     print('held:', error)
     sys.exit(3)
 print('acquired')
@@ -99,7 +104,8 @@ print('acquired')
 
 def test_lock_refuses_a_second_process_until_released(tmp_path):
     path = tmp_path / 'lock'
-    command = [sys.executable, '-c', LOCKER, str(path)]
+    module = Path(files_module.__file__)
+    command = [sys.executable, '-c', LOCKER, str(path), str(module)]
     with FileLock(path) as lock:
         assert lock.held
         refused = subprocess.run(command, capture_output=True, text=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,6 +65,8 @@ def test_nnunet_dataset_json_and_splits_final(exported):
     assert info['numTraining'] == 5  # train 4 + val 1
     assert info['file_ending'] == '.nii.gz'
     assert info['layout'] == 'nnunet' and info['annotated_classes'] == [1, 2, 3, 4, 5]
+    # nnU-Net reads "dataset" as a case -> files mapping: our name is elsewhere
+    assert 'dataset' not in info and info['ramp_dataset'] == 'synthetic-totalseg'
     split = compute_split(ids, 42)
     final = json.loads((root / 'splits_final.json').read_text())
     assert final == [{'train': split['train'], 'val': split['val']}]
@@ -113,6 +116,25 @@ def test_resplit_moves_cases_between_tr_and_ts(exported):
     assert summary.converted == [] and sorted(summary.skipped) == ids
     default = compute_split(ids, 42)
     assert names(root / 'imagesTs') == [f'{i}_0000.nii.gz' for i in default['test']]
+
+
+def test_cli_nnunet_usage_errors(tmp_path):
+    from click.testing import CliRunner
+
+    from ramp_prep.cli import main
+
+    make_totalseg(tmp_path / 'src', n=1)
+    runner = CliRunner()
+    result = runner.invoke(
+        main, ['totalseg', str(tmp_path / 'src'), 'out', '--format', 'nnunet']
+    )
+    assert result.exit_code == 2 and '--dataset-id' in result.output
+    # `ramp-prep totalseg SRC "$nnUNet_raw"` with the variable unset
+    with runner.isolated_filesystem(temp_dir=tmp_path) as here:
+        args = ['totalseg', str(tmp_path / 'src'), '', '--format', 'nnunet']
+        result = runner.invoke(main, [*args, '--dataset-id', '5'])
+        assert result.exit_code == 2 and 'OUT is empty' in result.output
+        assert sorted(p.name for p in Path(here).iterdir()) == []
 
 
 def test_nnunet_needs_a_dataset_id(tmp_path):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from torchio_ramp.families import PAPER_FAMILIES
 from torchio_ramp.families import severity_grid
 
 EXAMPLES = Path(__file__).resolve().parents[1] / 'examples'
@@ -49,7 +50,10 @@ def test_quickstart_smoke_mode_writes_the_comparison_report(tmp_path, monkeypatc
     text = report.read_text()
     assert 'SYNTHETIC DATA' in text and '`baseline`' in text and '`ramp`' in text
     figures = sorted(p.name for p in report.parent.glob('*.png'))
-    assert len(figures) == 4, figures
+    strips = [name for name in figures if name.startswith('worst-')]
+    assert len(figures) - len(strips) == 4, figures
+    assert len(strips) == 2 * len(PAPER_FAMILIES)  # one per model and family
+    assert (report.parent / 'report.html').is_file()
     assert f'Report: {report}' in result.output
     # The headline table printed at the end, one row per model
     settings = len(severity_grid())

@@ -8,6 +8,7 @@ import torch
 
 from tests.test_kernels_contract import one_thread  # noqa: F401
 from torchio_ramp import kernels
+from torchio_ramp.ct_physics import CT_PHYSICS_FAMILIES
 from torchio_ramp.families import FAMILIES
 from torchio_ramp.families import FAMILY_NAMES
 from torchio_ramp.families import PAPER_FAMILIES
@@ -195,6 +196,8 @@ def test_check_arguments_rejects_infinite_values():
 def test_severity_table_rows():
     rows = severity_table()
     assert [row['family'] for row in rows] == list(TABLE_2)
+    physics = severity_table(families='ct_physics')
+    assert [row['family'] for row in physics] == list(CT_PHYSICS_FAMILIES)
     for row in rows:
         (low, high) = TABLE_2[row['family']][row['parameter']]
         if row['family'] == 'compound':
@@ -284,7 +287,11 @@ def test_check_arguments_fills_options_and_normalises():
         ('ghosting', {'intensity': 0.2, 'num_ghosts': 'two'}, 'pair'),
         ('stripe', {'strength': 0.2, 'fraction': 0.0}, r'"fraction" must be in \(0'),
         ('stripe', {'strength': 0.2, 'fraction': 1.5}, r'"fraction" must be in \(0'),
-        ('local_contrast', {'blend': 0.2, 'grid': (4, 4)}, '"grid" must have 3'),
+        (
+            'local_contrast',
+            {'blend': 0.2, 'grid': (4, 4)},
+            '"grid" must be N, N,N,N or NxNxN',
+        ),
         ('histogram_warp', {'degree': 0}, '"degree" must be a positive integer'),
         ('histogram_warp', {'coefficient_std': -1}, '"coefficient_std" must be a'),
         ('window_level', {'center_shift': 0, 'width_scale': 0}, '"width_scale"'),

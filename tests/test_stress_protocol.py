@@ -65,7 +65,7 @@ def test_volume_equals_corruption_transform_of_normalised_ct(phantom):
     assert torch.equal(image, normalised.ct.data)
     for family in FAMILY_NAMES:
         setting = Setting(family, 0.15)
-        seed = setting_seed(0, phantom.subject_id, family, 0.15)
+        seed = protocol.seed_of(phantom.subject_id, setting)
         expected = Corruption(family, level=0.15, seed=seed)(normalised).ct.data
         assert torch.equal(
             protocol.corrupt(image, phantom.subject_id, setting), expected

@@ -361,7 +361,7 @@ def test_cli_errors_name_the_problem(prepared, models, tmp_path):
     junk = tmp_path / 'junk.pt'
     junk.write_bytes(b'junk')
     result = invoke(main, [*run, '--model', junk], 1)
-    assert 'junk.pt is not a TorchScript file' in result.output
+    assert 'junk.pt is not a model file' in result.output
     result = invoke(main, ['run', '--model', models['pointwise'], '--data', tmp_path,
                            '--out', tmp_path / 'r'], 1)  # fmt: skip
     assert 'not a dataset prepared by ramp-prep' in result.output

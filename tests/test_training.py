@@ -109,6 +109,16 @@ def test_every_strategy_trains_and_exports_a_loadable_model(prepared, tmp_path, 
     assert loaded.config.hu_range == (-200.0, 300.0)
     assert loaded.config.patch_size == (SHAPE, SHAPE, SHAPE)
     assert loaded.config.strategy == name
+    # ... and for the torch.export archive beside it: same name, same logits
+    program = load_model(run / 'best.pt2')
+    assert program.format == 'torch.export' and program.name == loaded.name
+    assert program.config.patch_size == (SHAPE, SHAPE, SHAPE)
+    assert program.config.source == str(run / 'config.json')
+    with torch.no_grad():
+        batch = torch.rand(3, 1, SHAPE, SHAPE, SHAPE)
+        torch.testing.assert_close(
+            program.module(batch), scripted(batch), atol=1e-5, rtol=1e-5
+        )
 
 
 def test_metrics_csv_has_one_row_per_epoch_with_every_class(prepared, tmp_path):

@@ -79,6 +79,13 @@ class BatchRampCorrupt(torch.nn.Module):
             exclude_families=exclude_families,
             ranges=ranges,
         )
+        if self.sampler.domain == 'hu':
+            message = (
+                'BatchRampCorrupt corrupts normalised batches; the CT-physics'
+                ' families act on Hounsfield units with the voxel spacing: use'
+                " RampCorrupt(families='ct_physics') before CTNormalize"
+            )
+            raise ValueError(message)
         if generator_device not in ('cpu', 'input'):
             message = (
                 f"generator_device must be 'cpu' or 'input', not {generator_device!r}"

@@ -17,6 +17,7 @@ The on-disk names shared with ``ramp-prep`` are defined here
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import json
 import math
@@ -28,6 +29,9 @@ import numpy as np
 import torch
 import torchio as tio
 
+from .integrity import file_sha256
+from .integrity import verify_file
+from .integrity import verify_mode
 from .labels import CLASS_NAMES
 from .labels import TOTALSEG_STRUCTURES
 from .labels import merge_totalseg_masks
@@ -358,6 +362,25 @@ def phantom_subject(
     )
 
 
+NNUNET_NAME_KEY = 'ramp_dataset'
+"""Key of the dataset name in an nnU-Net export's ``dataset.json``.
+
+nnU-Net reads a ``dataset`` key as an explicit case -> files mapping, so the
+nnU-Net layout stores the name under this key instead; :func:`read_dataset_info`
+returns it as ``dataset`` for both layouts.
+"""
+
+
+def dataset_name_key(layout: str) -> str:
+    """Key of the dataset name in ``dataset.json`` for a layout.
+
+    Example:
+        >>> dataset_name_key('ramp'), dataset_name_key('nnunet')
+        ('dataset', 'ramp_dataset')
+    """
+    return NNUNET_NAME_KEY if layout == 'nnunet' else 'dataset'
+
+
 def read_dataset_info(root: str | Path) -> dict[str, Any]:
     """Read the ``dataset.json`` of a folder prepared by ``ramp-prep``.
 
@@ -406,6 +429,8 @@ def read_dataset_info(root: str | Path) -> dict[str, Any]:
             f'{path} was not written by {TOOL_NAME} (no "tool": "{TOOL_NAME}"); '
             'prepare the dataset with ramp-prep first.'
         )
+    if isinstance(info.get(NNUNET_NAME_KEY), str):
+        info['dataset'] = info[NNUNET_NAME_KEY]
     for key in ('dataset', 'annotated_classes', 'class_names'):
         if key not in info:
             raise ValueError(f'{path} lacks the key {key!r}; re-run ramp-prep.')
@@ -416,10 +441,21 @@ def _read_manifest(root: Path) -> dict[str, dict[str, str]]:
     path = root / MANIFEST_CSV
     if not path.is_file():
         raise FileNotFoundError(f'{root} has no {MANIFEST_CSV}; re-run ramp-prep.')
-    with path.open(newline='', encoding='utf-8') as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with path.open(newline='', encoding='utf-8') as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as error:
+        message = f'{path} is damaged ({error}); re-run `ramp-prep split {root}`.'
+        raise ValueError(message) from error
     if rows and not {'id', 'image', 'label'} <= set(rows[0]):
         raise ValueError(f'{path} lacks the columns id, image, label')
+    for number, row in enumerate(rows, start=2):
+        if None in row or None in row.values() or not row['id'] or not row['image']:
+            message = (
+                f'{path}: line {number} is damaged (wrong number of fields);'
+                f' re-run `ramp-prep split {root}`.'
+            )
+            raise ValueError(message)
     return {row['id']: row for row in rows}
 
 
@@ -456,11 +492,96 @@ def read_splits(root: str | Path) -> dict[str, Any]:
     return splits
 
 
+def _recorded_size(row: dict[str, str], key: str, manifest: Path) -> int | None:
+    value = row.get(f'{key}_bytes')
+    if value in (None, ''):
+        return None  # written by an older ramp-prep: SHA-256 only
+    try:
+        return int(value)
+    except ValueError:
+        message = f'{manifest}: {key}_bytes of {row.get("id")!r} is not a number'
+        raise ValueError(message) from None
+
+
+def verify_subject(
+    root: str | Path,
+    row: dict[str, str],
+    *,
+    verify: str | None = None,
+) -> dict[str, Path]:
+    """Check a subject's image and label against their manifest row.
+
+    Args:
+        root: The prepared folder.
+        row: The subject's row of ``manifest.csv``.
+        verify: ``'sha256'`` (default) or ``'size'``; see
+            :mod:`torchio_ramp.integrity`.
+
+    Returns:
+        ``{'image': path, 'label': path}``.
+
+    Raises:
+        FileNotFoundError: If a file is missing.
+        ~torchio_ramp.integrity.IntegrityError: If a file differs from the
+            manifest or is truncated (the message names it).
+
+    Example:
+        >>> verify_subject('prepared', {'id': 's1', 'image': ...})  # doctest: +SKIP
+    """
+    root = Path(root)
+    mode = verify_mode(verify)
+    manifest = root / MANIFEST_CSV
+    paths = {}
+    for key in ('image', 'label'):
+        path = root / row[key]
+        try:
+            verify_file(
+                path,
+                size=_recorded_size(row, key, manifest),
+                sha256=row.get(f'{key}_sha256') or None,
+                mode=mode,
+                recorded_in=str(manifest),
+            )
+        except FileNotFoundError:
+            message = (
+                f'{path} (subject {row["id"]!r}) is missing; re-run ramp-prep on'
+                ' this folder to finish it.'
+            )
+            raise FileNotFoundError(message) from None
+        paths[key] = path
+    return paths
+
+
+def data_fingerprint(root: str | Path, subject_ids: list[str]) -> str:
+    """SHA-256 over the ids and the SHA-256 of the files actually on disk.
+
+    A label edited in place changes the fingerprint even if ``manifest.csv``
+    was not rewritten. File hashes are cached per process (see
+    :func:`~torchio_ramp.integrity.file_sha256`), so after a verified
+    :func:`load_split` this costs no second read.
+
+    Example:
+        >>> data_fingerprint('prepared/totalseg', ['s0001'])  # doctest: +SKIP
+        '9c1f...'
+    """
+    root = Path(root)
+    manifest = _read_manifest(root)
+    lines = []
+    for subject_id in sorted(subject_ids):
+        row = manifest.get(subject_id)
+        if row is None:
+            raise ValueError(f'{root / MANIFEST_CSV} has no subject {subject_id!r}')
+        hashes = [file_sha256(root / row[key]) for key in ('image', 'label')]
+        lines.append(f'{subject_id}\t{hashes[0]}:{hashes[1]}')
+    return hashlib.sha256('\n'.join(lines).encode('utf-8')).hexdigest()
+
+
 def load_split(
     root: str | Path,
     split: str = 'train',
     *,
     transform: tio.Transform | None = None,
+    verify: str | None = None,
 ) -> tio.SubjectsDataset:
     """Load one split of a prepared dataset as a ``tio.SubjectsDataset``.
 
@@ -475,12 +596,18 @@ def load_split(
             folder of an nnU-Net export).
         split: ``'train'``, ``'val'``, ``'test'`` or ``'all'``.
         transform: Optional transform applied to each subject.
+        verify: How each file is checked against ``manifest.csv`` before
+            use: ``'sha256'`` (size and SHA-256; the default, or
+            ``$RAMP_VERIFY``) or ``'size'`` (size and NIfTI completeness only,
+            for very large cohorts). See :mod:`torchio_ramp.integrity`.
 
     Raises:
         ValueError: If ``split`` is unknown or empty, or a listed id is not
             in the manifest.
         FileNotFoundError: If the folder is not a prepared dataset or an
             image/label file listed for the split is missing.
+        ~torchio_ramp.integrity.IntegrityError: If a file is truncated or
+            differs from the manifest (changed after ``ramp-prep``).
 
     Example:
         >>> dataset = load_split('prepared/totalseg', 'val')  # doctest: +SKIP
@@ -489,6 +616,7 @@ def load_split(
     """
     if split not in (*SPLIT_NAMES, 'all'):
         raise ValueError(f'split must be one of {[*SPLIT_NAMES, "all"]}, got {split!r}')
+    mode = verify_mode(verify)
     root = Path(root)
     info = read_dataset_info(root)
     splits = read_splits(root)
@@ -502,14 +630,7 @@ def load_split(
                 f'{root / SPLITS_JSON} lists {subject_id!r} but '
                 f'{root / MANIFEST_CSV} does not; run `ramp-prep split {root}`.'
             )
-        row = manifest[subject_id]
-        paths = {key: root / row[key] for key in ('image', 'label')}
-        for path in paths.values():
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f'{path} (subject {subject_id!r}, split {split!r}) is missing; '
-                    're-run ramp-prep on this folder to finish it.'
-                )
+        paths = verify_subject(root, manifest[subject_id], verify=mode)
         subjects.append(
             tio.Subject(
                 ct=tio.ScalarImage(paths['image']),
@@ -536,9 +657,11 @@ __all__ = [
     'SPLIT_NAMES',
     'TOOL_NAME',
     'Phantom',
+    'data_fingerprint',
     'load_split',
     'make_phantom',
     'phantom_subject',
     'read_dataset_info',
     'read_splits',
+    'verify_subject',
 ]

@@ -28,6 +28,8 @@ from collections.abc import Iterable
 from collections.abc import Sequence
 
 from . import kernels
+from .ct_physics import CT_PHYSICS_FAMILIES
+from .ct_physics import CT_PHYSICS_OPERATORS
 from .operators import SEVERITY_LEVELS
 from .operators import Operator
 from .operators import Option
@@ -223,6 +225,17 @@ PAPER_FAMILIES: tuple[str, ...] = (
 The default pool of every sampler, protocol and grid. Families added to
 :data:`FAMILIES` are not in it."""
 
+FAMILIES.update({operator.name: operator for operator in CT_PHYSICS_OPERATORS})
+
+POOLS: dict[str, tuple[str, ...]] = {
+    'paper': PAPER_FAMILIES,
+    'ct_physics': CT_PHYSICS_FAMILIES,
+}
+"""Named pools, accepted wherever a list of families is (``families='ct_physics'``).
+
+``'paper'`` acts on the normalised image (after CTNormalize); ``'ct_physics'``
+(:mod:`torchio_ramp.ct_physics`) on Hounsfield units, before it."""
+
 FAMILY_NAMES: tuple[str, ...] = PAPER_FAMILIES
 """The default pool, the same tuple as :data:`PAPER_FAMILIES`.
 
@@ -281,6 +294,9 @@ def check_families(
 ) -> tuple[str, ...]:
     """Validate family names against the registry; ``None`` means the paper's pool.
 
+    A pool name of :data:`POOLS` (``'paper'``, ``'ct_physics'``) stands for
+    its families.
+
     Raises:
         ValueError: Naming ``argument`` (unless ``None``), the unknown or
             repeated name and the valid ones.
@@ -288,23 +304,54 @@ def check_families(
     Example:
         >>> check_families(['blur', 'stripe'])
         ('blur', 'stripe')
+        >>> check_families('ct_physics')[:2]
+        ('lowdose_noise', 'ring')
     """
     if names is None:
         return PAPER_FAMILIES
     if isinstance(names, str):
         names = [names]
-    names = tuple(names)
+    names = tuple(family for name in names for family in POOLS.get(name, (name,)))
     prefix = '' if argument is None else f'{argument}: '
     for name in names:
         if name not in FAMILIES:
             message = (
                 f'{prefix}unknown corruption family {name!r};'
-                f' valid names: {", ".join(FAMILIES)}'
+                f' valid names: {", ".join(FAMILIES)} (pools: {", ".join(POOLS)})'
             )
             raise ValueError(message)
     if len(set(names)) != len(names):
         raise ValueError(f'{prefix}repeated family names in {list(names)}')
     return names
+
+
+def pool_domain(names: Iterable[str], argument: str = 'families') -> str:
+    """The intensity domain shared by registered families (``Operator.domain``).
+
+    Raises:
+        ValueError: If the pool mixes families on Hounsfield units with
+            families on normalised images: they belong to two stages, before
+            and after :class:`~torchio_ramp.CTNormalize`.
+
+    Example:
+        >>> pool_domain(['blur', 'stripe']), pool_domain(POOLS['ct_physics'])
+        ('normalized', 'hu')
+        >>> pool_domain(['blur', 'ring'])
+        Traceback (most recent call last):
+        ...
+        ValueError: families: 'ring' acts on Hounsfield units (before CTNormalize) and 'blur' on normalised images (after it); use one pool per stage
+    """  # noqa: E501
+    names = check_families(names, argument)
+    hu = [name for name in names if FAMILIES[name].domain == 'hu']
+    normalized = [name for name in names if FAMILIES[name].domain != 'hu']
+    if hu and normalized:
+        message = (
+            f'{argument}: {hu[0]!r} acts on Hounsfield units (before CTNormalize)'
+            f' and {normalized[0]!r} on normalised images (after it); use one'
+            ' pool per stage'
+        )
+        raise ValueError(message)
+    return 'hu' if hu else 'normalized'
 
 
 def severity_grid(
@@ -332,10 +379,12 @@ def severity_grid(
 
 def severity_table(
     levels: Sequence[float] = SEVERITY_LEVELS,
+    families: Iterable[str] | None = None,
 ) -> list[dict[str, object]]:
     """Rows ``{family, parameter, level -> value}`` for documentation.
 
-    One row per parameter of every registered family (:data:`FAMILIES`).
+    One row per parameter of each family of ``families`` (registered names or
+    a pool name; default: :data:`PAPER_FAMILIES`).
 
     Example:
         >>> row = severity_table()[0]
@@ -343,7 +392,7 @@ def severity_table(
         ('gaussian_noise', 'std', 0.02, 0.2)
     """
     rows: list[dict[str, object]] = []
-    for family in FAMILIES.values():
+    for family in (FAMILIES[name] for name in check_families(families)):
         values = [family.severity(family, level) for level in levels]
         for parameter in family.parameters:
             row: dict[str, object] = {

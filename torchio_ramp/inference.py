@@ -13,23 +13,44 @@ from contextlib import nullcontext
 import torch
 import torchio as tio
 
+from .arguments import parse_size
 
-def _triplet(value: int | Sequence[int], name: str) -> tuple[int, int, int]:
-    values = (value,) * 3 if isinstance(value, int) else tuple(value)
-    if len(values) != 3 or any(not isinstance(v, int) or v < 0 for v in values):
-        raise ValueError(
-            f'{name} must be one or three non-negative integers, not {value!r}'
-        )
-    return values  # type: ignore[return-value]
+
+def hann_window(patch_size: Sequence[int]) -> torch.Tensor:
+    """Separable Hann window ``(D, H, W)`` of a patch, strictly positive.
+
+    The same weights as TorchIO's ``GridAggregator(overlap_mode='hann')``: a
+    symmetric window of ``n + 2`` points per axis without its two zero ends.
+
+    Example:
+        >>> hann_window((3, 1, 1)).flatten()
+        tensor([0.5000, 1.0000, 0.5000])
+    """
+    window = torch.ones(1, 1, 1)
+    for axis, size in enumerate(patch_size):
+        shape = [1, 1, 1]
+        shape[axis] = size
+        line = torch.hann_window(size + 2, periodic=False)[1:-1]
+        window = window * line.view(shape)
+    return window
 
 
 class SlidingWindowPredictor:
     """Predict a label map for a whole volume with overlapping patches.
 
-    Patches are cut with :class:`torchio.inference.GridSampler`, run through
-    ``model`` in batches, and their logits blended with
-    :class:`torchio.inference.GridAggregator` (``overlap_mode='hann'``) before
-    the arg-max. Axes shorter than a patch are zero-padded, then cropped back.
+    Patches are cut with :class:`torchio.inference.GridSampler` and run through
+    ``model`` in batches; their logits are blended with a Hann window (as
+    TorchIO's ``GridAggregator(overlap_mode='hann')``, with equal results)
+    before the arg-max. Axes shorter than a patch are zero-padded, then cropped
+    back.
+
+    Memory: the blended logits ``(K, D, H, W)`` and a one-channel weight map
+    ``(D, H, W)`` live on ``aggregation_device``, and the final division is in
+    place, so the peak is about ``K + 1`` float32 volumes (TorchIO's
+    aggregator keeps ``K`` channels of weights and divides into a new tensor:
+    ``3 K``). With a model on a GPU, ``aggregation_device='cpu'`` (the
+    default) keeps only a batch of patches on the GPU; ``'cuda'`` aggregates
+    there, faster when the volume fits.
 
     Args:
         model: Module mapping ``(B, C, *patch_size)`` to logits
@@ -39,6 +60,8 @@ class SlidingWindowPredictor:
         batch_size: Patches per forward pass.
         device: Device for the forward pass (default: the model's).
         amp: Use bfloat16 automatic mixed precision on CUDA (as training does).
+        aggregation_device: Device holding the blended output volume
+            (default: the CPU).
 
     Example:
         >>> import torch
@@ -57,10 +80,11 @@ class SlidingWindowPredictor:
         batch_size: int = 2,
         device: torch.device | str | None = None,
         amp: bool = False,
+        aggregation_device: torch.device | str = 'cpu',
     ):
         self.model = model
-        self.patch_size = _triplet(patch_size, 'patch_size')
-        self.overlap = _triplet(overlap, 'overlap')
+        self.patch_size = parse_size(patch_size, 'patch_size')
+        self.overlap = parse_size(overlap, 'overlap', allow_zero=True)
         if any(o % 2 for o in self.overlap):
             raise ValueError(f'overlap must be even, not {overlap!r}')
         if any(o >= p for o, p in zip(self.overlap, self.patch_size, strict=True)):
@@ -73,21 +97,30 @@ class SlidingWindowPredictor:
             device = parameter.device if parameter is not None else 'cpu'
         self.device = torch.device(device)
         self.amp = amp
+        try:
+            self.aggregation_device = torch.device(aggregation_device)
+        except (RuntimeError, TypeError) as error:
+            message = f'aggregation_device: not a device: {aggregation_device!r}'
+            raise ValueError(message) from error
 
     @torch.no_grad()
     def logits(self, image: torch.Tensor) -> torch.Tensor:
-        """Aggregated logits ``(K, D, H, W)`` (float32, on the CPU)."""
+        """Blended logits ``(K, D, H, W)`` (float32, on ``aggregation_device``)."""
         spatial = image.shape[-3:]
         # Axes shorter than a patch are zero-padded at the end, then cropped back
         padding = [max(0, p - n) for p, n in zip(self.patch_size, spatial, strict=True)]
-        padded = torch.nn.functional.pad(
-            image.float().cpu(),
-            [v for amount in reversed(padding) for v in (0, amount)],
-        )
+        padded = image.float().cpu()
+        if any(padding):
+            pairs = [v for amount in reversed(padding) for v in (0, amount)]
+            padded = torch.nn.functional.pad(padded, pairs)
         subject = tio.Subject(image=tio.ScalarImage(tensor=padded))
         sampler = tio.inference.GridSampler(subject, self.patch_size, self.overlap)
-        aggregator = tio.inference.GridAggregator(sampler, overlap_mode='hann')
         loader = torch.utils.data.DataLoader(sampler, batch_size=self.batch_size)
+        window = hann_window(self.patch_size).to(self.device)
+        # One weight channel: every logit channel of a voxel has the same weight
+        weights = torch.zeros(padded.shape[1:], device=self.aggregation_device)
+        patch_weights = window.to(self.aggregation_device)
+        output: torch.Tensor | None = None
         was_training = self.model.training
         self.model.eval()
         use_amp = self.amp and self.device.type == 'cuda'
@@ -99,11 +132,21 @@ class SlidingWindowPredictor:
             for batch in loader:
                 patches = batch['image'][tio.DATA].to(self.device)
                 with autocast:
-                    output = self._forward(patches)
-                aggregator.add_batch(output.float().cpu(), batch[tio.LOCATION])
+                    logits = self._forward(patches).float()
+                # In place: the batch's logits are the largest temporary
+                weighted = logits.mul_(window).to(self.aggregation_device)
+                if output is None:
+                    output = weighted.new_zeros(weighted.shape[1], *weights.shape)
+                for patch, location in zip(weighted, batch[tio.LOCATION], strict=True):
+                    i0, j0, k0, i1, j1, k1 = location.tolist()
+                    output[:, i0:i1, j0:j1, k0:k1] += patch
+                    weights[i0:i1, j0:j1, k0:k1] += patch_weights
+                # Free this batch before the next forward pass allocates its own
+                del batch, patches, logits, weighted, patch
         finally:
             self.model.train(was_training)
-        output = aggregator.get_output_tensor()
+        assert output is not None  # the grid has at least one patch
+        output /= weights
         return output[:, : spatial[0], : spatial[1], : spatial[2]]
 
     def _forward(self, patches: torch.Tensor) -> torch.Tensor:
@@ -115,8 +158,8 @@ class SlidingWindowPredictor:
         return self.model(patches)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        """Label map ``(D, H, W)`` (int64) for ``image`` ``(C, D, H, W)``."""
+        """Label map ``(D, H, W)`` (int64, on the CPU) of ``image`` ``(C, D, H, W)``."""
         if image.ndim != 4:
             message = f'image must have shape (C, D, H, W), not {tuple(image.shape)}'
             raise ValueError(message)
-        return self.logits(image).argmax(dim=0)
+        return self.logits(image).argmax(dim=0).cpu()

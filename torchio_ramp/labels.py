@@ -6,15 +6,15 @@ training scripts all import these constants instead of repeating them.
 
 Output head (paper Table 4), background is 0:
 
-==  ======  ============================  ====================
-id  class   TotalSegmentator v2 source    AbdomenCT-1K source
-==  ======  ============================  ====================
-1   liver   ``liver``                     1 (liver)
-2   spleen  ``spleen``                    3 (spleen)
-3   kidney  ``kidney_left | kidney_right``  2 (kidney)
-4   heart   ``heart``                     not annotated
-5   colon   ``colon`` (whole large bowel)  not annotated
-==  ======  ============================  ====================
+==  ======  ================================  ====================
+id  class   TotalSegmentator v2 source        AbdomenCT-1K source
+==  ======  ================================  ====================
+1   liver   ``liver``                         1 (liver)
+2   spleen  ``spleen``                        3 (spleen)
+3   kidney  ``kidney_left | kidney_right``    2 (kidney)
+4   heart   ``heart``                         not annotated
+5   colon   ``colon`` (whole large bowel)     not annotated
+==  ======  ================================  ====================
 
 AbdomenCT-1K's pancreas (source id 4) has no output class and becomes
 background. Heart and colon are *not annotated* in AbdomenCT-1K, which is not

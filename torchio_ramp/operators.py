@@ -16,12 +16,15 @@ import math
 import numbers
 from collections.abc import Callable
 from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 
 import torch
 
+from .arguments import parse_size
+from .kernels.base import DOMAINS
 from .kernels.base import IntensityError
 
 SEVERITY_LEVELS: tuple[float, ...] = (0.05, 0.10, 0.15, 0.20, 0.25)
@@ -133,6 +136,10 @@ class Operator:
             :class:`~torchio_ramp.RampIntensity` (Table 1); ``None`` for
             corruption families.
         severity: Rule mapping a severity level to parameter values.
+        domain: Intensities the kernel takes: ``'normalized'`` (``[0, 1]``,
+            after :class:`~torchio_ramp.CTNormalize`, every paper operator) or
+            ``'hu'`` (Hounsfield units, before it: the CT-physics families,
+            whose kernels also take the voxel ``spacing`` in mm).
     """
 
     name: str
@@ -146,6 +153,15 @@ class Operator:
     severity: Callable[[Operator, float], dict[str, float]] = field(
         default=linear_severity
     )
+    domain: str = 'normalized'
+
+    def __post_init__(self) -> None:
+        if self.domain not in DOMAINS:
+            message = (
+                f'Operator "{self.name}": domain must be one of {DOMAINS},'
+                f' not {self.domain!r}'
+            )
+            raise ValueError(message)
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
@@ -207,6 +223,7 @@ class Operator:
         x: torch.Tensor,
         generator: torch.Generator | None = None,
         out: torch.Tensor | None = None,
+        spacing: Sequence[float] | None = None,
         **arguments: Any,
     ) -> torch.Tensor:
         """Apply the kernel with validated ``arguments`` (options default).
@@ -215,6 +232,8 @@ class Operator:
         keywords of a kernel (e.g. ``axis``) are for direct kernel calls.
         ``out``: write the result into this tensor (it may be ``x``, which is
         then overwritten), for kernels that take it (:attr:`writes_out`).
+        ``spacing`` (mm) reaches the kernels of the ``'hu'`` domain only
+        (default: their 1 mm); the others work in voxels.
 
         Example:
             >>> import torch
@@ -231,6 +250,8 @@ class Operator:
             if not self.writes_out:
                 raise TypeError(f'Operator "{self.name}" does not take out=')
             arguments['out'] = out
+        if self.domain == 'hu' and spacing is not None:
+            arguments['spacing'] = tuple(float(s) for s in spacing)
         try:
             return self.kernel(x, generator=generator, **arguments)
         except IntensityError as error:
@@ -298,15 +319,8 @@ def positive_number(value: Any, name: str) -> float:
 
 
 def int_triplet(value: Any, name: str) -> tuple[int, int, int]:
-    """Validate one positive integer or three (a grid size)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value, value)
-    try:
-        values = tuple(value)
-    except TypeError as error:
-        message = f'{name} must be an integer or three integers, not {value!r}'
-        raise ValueError(message) from error
-    if len(values) != 3:
-        raise ValueError(f'{name} must have 3 values, not {value!r}')
-    first, second, third = (positive_int(v, name) for v in values)
-    return (first, second, third)
+    """Validate one positive integer or three (a grid size).
+
+    An :class:`Option` validator: :func:`~torchio_ramp.arguments.parse_size`.
+    """
+    return parse_size(value, name)

@@ -20,6 +20,7 @@ from torchio.transforms.augmentation import RandomTransform
 
 from .families import FAMILIES
 from .families import check_families
+from .families import pool_domain
 from .intensity_ops import INTENSITY_OPERATIONS
 from .transforms.elastic import RandomDenseElastic
 from .transforms.laterality import RandomLateralityFlip
@@ -62,8 +63,13 @@ class RampCorrupt(_Pipeline, tio.IntensityTransform):
         num_corruptions: ``k`` as an integer or an inclusive range
             ``(low, high)``; the paper samples ``k ~ U{2, 3, 4}``.
         families: Pool of families, any names of the registry
-            :data:`~torchio_ramp.families.FAMILIES` (default: the paper's
-            pool :data:`~torchio_ramp.families.PAPER_FAMILIES`).
+            :data:`~torchio_ramp.families.FAMILIES` or a named pool
+            (``'ct_physics'``; default: the paper's pool
+            :data:`~torchio_ramp.families.PAPER_FAMILIES`). A pool acts on
+            normalised images, or, for the CT-physics families, on
+            Hounsfield units before :class:`~torchio_ramp.CTNormalize`
+            (``tio.Compose([RampCorrupt(families='ct_physics'),
+            CTNormalize(), Ramp()])``); one pool cannot mix the two.
         exclude_families: Families to leave out of the pool, e.g. for the
             leave-one-family-out ablation (Table 12).
         ranges: Optional training ranges per family and parameter, e.g.
@@ -103,7 +109,13 @@ class RampCorrupt(_Pipeline, tio.IntensityTransform):
         self.families = tuple(name for name in pool if name not in excluded)
         if not self.families:
             raise ValueError('exclude_families leaves no corruption family to sample')
+        self.domain = pool_domain(self.families)
         self.num_corruptions = _parse_count(num_corruptions, len(self.families))
+        # one [0, 1] check on entry serves a pool of normalised-domain families;
+        # families of another domain (e.g. HU) check their own input
+        self.checks_on_entry = all(
+            FAMILIES[name].domain == 'normalized' for name in self.families
+        )
         ranges = dict(ranges or {})
         check_families(ranges, 'ranges')
         arguments = self._child_arguments()
@@ -300,6 +312,7 @@ class Ramp(_Pipeline):
                 **arguments,
             )
             self.transforms.append(corrupt)
+            self.checks_on_entry = corrupt.checks_on_entry
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
         return self._run(subject, self.transforms)

@@ -180,6 +180,60 @@ def check_intensities(
     raise IntensityError(owner, image_name, problem, hint)
 
 
+DOMAINS = ('normalized', 'hu')
+"""Intensity domains of kernels: ``[0, 1]`` after CTNormalize, or raw HU."""
+
+HU_LIMITS = (-32768.0, 32767.0)
+"""Values a CT in Hounsfield units may hold: the int16 range it is stored in
+(padding such as -3024 or -32768 included; below -1000 HU is air)."""
+
+HU_HINT = (
+    'CT-physics operators act on Hounsfield units before CTNormalize, e.g.'
+    " tio.Compose([RampCorrupt(families='ct_physics'), CTNormalize(), Ramp()])"
+)
+
+
+def check_hu(
+    data: torch.Tensor,
+    image_name: str = 'x',
+    owner: str = 'kernel',
+) -> None:
+    """Refuse NaN/Inf, values outside :data:`HU_LIMITS` and normalised images.
+
+    An image whose values all lie in ``[0, 1]`` (and are not all equal) is
+    a normalised image, not a CT in Hounsfield units (where air is -1000).
+    One reduction, as :func:`check_intensities`.
+
+    Raises:
+        IntensityError: Naming the owner and image and what is wrong.
+
+    Example:
+        >>> check_hu(torch.tensor([-1000.0, 40.0, 700.0]))
+        >>> try:
+        ...     check_hu(torch.tensor([0.0, 0.5, 1.0]), owner='demo')
+        ... except IntensityError as error:
+        ...     print(error.problem)
+        has values in [0, 1], a normalised image, not Hounsfield units
+    """
+    if data.numel() == 0:
+        message = f'{owner}: image "{image_name}" is empty (shape {tuple(data.shape)})'
+        raise ValueError(message)
+    low, high = (float(v) for v in torch.aminmax(data))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        count = int((~torch.isfinite(data)).sum()) if data.is_floating_point() else 0
+        problem = f'contains NaN or Inf values ({count} of {data.numel()} voxels)'
+        raise IntensityError(owner, image_name, problem, 'Repair or exclude the scan')
+    if low < HU_LIMITS[0] or high > HU_LIMITS[1]:
+        problem = (
+            f'has values in [{low:.6g}, {high:.6g}], outside the Hounsfield range'
+            f' [{HU_LIMITS[0]:g}, {HU_LIMITS[1]:g}]'
+        )
+        raise IntensityError(owner, image_name, problem, HU_HINT)
+    if 0 <= low < high <= 1:
+        problem = 'has values in [0, 1], a normalised image, not Hounsfield units'
+        raise IntensityError(owner, image_name, problem, HU_HINT)
+
+
 def require_normalized(
     data: torch.Tensor,
     image_name: str,
@@ -204,11 +258,15 @@ def require_normalized(
     return data
 
 
-def batched(kernel: KernelT) -> KernelT:
+def batched(kernel: KernelT | None = None, *, domain: str = 'normalized') -> KernelT:
     """Let a single-image kernel accept a batch with per-sample parameters.
+
+    Used as ``@batched`` (images in ``[0, 1]``, :func:`check_intensities`) or
+    ``@batched(domain='hu')`` (images in Hounsfield units, :func:`check_hu`).
 
     Args:
         kernel: Function of one ``(C, D, H, W)`` image and keyword parameters.
+        domain: ``'normalized'`` or ``'hu'``: which input check runs.
 
     Returns:
         A function that also accepts ``(B, C, D, H, W)``. For a batch, every
@@ -224,10 +282,16 @@ def batched(kernel: KernelT) -> KernelT:
         (True, True)
     """
 
+    if domain not in DOMAINS:
+        raise ValueError(f'domain must be one of {DOMAINS}, not {domain!r}')
+    if kernel is None:
+        return functools.partial(batched, domain=domain)  # type: ignore[return-value]
+    check = check_hu if domain == 'hu' else check_intensities
+
     @functools.wraps(kernel)
     def wrapper(x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         check_volume(x)
-        check_intensities(x, 'x', kernel.__name__)
+        check(x, 'x', kernel.__name__)
         given = kwargs.get('out')
         if given is not None:
             _check_out(given, x, kernel.__name__)

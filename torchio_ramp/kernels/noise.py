@@ -123,8 +123,10 @@ def salt_pepper(
         return _deliver(work, out)
     hits = round(-size * math.log1p(-prob))
     device = x.device if generator is None else generator.device
-    index = torch.randint(size, (hits,), generator=generator, device=device)
+    # The key first: with the same generator state, a higher prob keeps the
+    # hits (and values) of a lower one and adds more (paired severity draws).
     key = torch.randint(2**62, (1,), generator=generator, device=device)
+    index = torch.randint(size, (hits,), generator=generator, device=device)
     index, key = index.to(x.device), key.to(x.device)
     values = index_hash(index, key).bitwise_right_shift_(32).bitwise_and_(1)
     flat.index_put_((index,), values.to(x.dtype))

@@ -14,6 +14,7 @@ Example:
     (15, {1.0})
 """
 
+from .api import stress_test_model
 from .compare import compare
 from .metrics import dice_per_class
 from .metrics import overlap_counts
@@ -53,6 +54,7 @@ __all__ = [
     'robustness',
     'run_stress_test',
     'setting_seed',
+    'stress_test_model',
     'subject_dice',
     'summarize',
     'write_report',

@@ -7,24 +7,31 @@ prepared dataset split), ``merge`` (combine the shard files of a run) and
 
 from __future__ import annotations
 
-import os
+import errno
 from pathlib import Path
 
 import click
-import torch
 
 from .. import __version__
+from ..arguments import device_problem
+from ..cli_options import data_option
+from ..cli_options import device_option
 from ..cli_options import family_names
+from ..cli_options import hu_range_option
+from ..cli_options import progress_option
+from ..cli_options import resolve_device
+from ..cli_options import seed_option
+from ..cli_options import size_option
 from ..cli_options import split_list
 from ..datasets import read_dataset_info
 from ..families import PAPER_FAMILIES
+from ..integrity import VERIFY_ENV
+from ..integrity import VERIFY_MODES
 from ..operators import SEVERITY_LEVELS
-from .predictors import check_output
-from .predictors import default_overlap
-from .predictors import load_model
-from .predictors import make_predictor
-from .predictors import parse_patch_size
+from .protocol import DEFAULT_PROTOCOL
+from .protocol import PROTOCOLS
 from .protocol import StressProtocol
+from .protocol import describe_protocol
 from .store import find_results
 from .store import load_results
 from .store import merge_shards
@@ -36,6 +43,34 @@ CONTEXT = {'help_option_names': ['-h', '--help'], 'max_content_width': 100}
 
 def _fail(error: BaseException) -> click.ClickException:
     return click.ClickException(str(error))
+
+
+def _damaged(error: UnicodeDecodeError, where: Path) -> str:
+    """A results file that is not UTF-8 text, named."""
+    return (
+        f'a results file in {where} is damaged: not UTF-8 text at byte'
+        f' {error.start} ({error.reason}). Restore it, or use another --out'
+    )
+
+
+def _load(path: Path):
+    """:func:`load_results` with a damaged file named in the error."""
+    try:
+        return load_results(path)
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f'{path} is damaged: not UTF-8 text at byte {error.start}'
+            f' ({error.reason}); restore it or re-run the stress test'
+        ) from error
+
+
+def _os_error(error: OSError, default: Path) -> str:
+    """``OSError`` as one line naming the file (disk full, permissions...)."""
+    where = error.filename if error.filename is not None else default
+    reason = error.strerror or str(error)
+    if error.errno == errno.ENOSPC:
+        return f'Disk full while writing {where} ({reason})'
+    return f'{where}: {reason}'
 
 
 def _levels(ctx, param, values: tuple[str, ...]) -> tuple[float, ...] | None:
@@ -53,20 +88,22 @@ def _levels(ctx, param, values: tuple[str, ...]) -> tuple[float, ...] | None:
     return levels
 
 
-def _triple(ctx, param, value: str | None) -> tuple[int, int, int] | None:
+def _spacing(ctx, param, value: str | None) -> tuple[float, float, float] | None:
+    from .units import parse_spacing
+
     if value is None:
         return None
     try:
-        parts = [int(v) for v in value.split(',')]
-        return parse_patch_size(parts[0] if len(parts) == 1 else parts, param.name)
+        return parse_spacing(value, '--spacing')
     except ValueError as error:
-        raise click.BadParameter(str(error)) from error
+        raise click.BadParameter(str(error).removeprefix('--spacing ')) from error
 
 
-def _default_device() -> str:
-    if not torch.cuda.is_available():
-        return 'cpu'
-    return f'cuda:{int(os.environ.get("LOCAL_RANK", 0))}'
+def _aggregation_device(value: str) -> str:
+    device, problem = device_problem(value)
+    if device is None:
+        raise click.BadParameter(problem.removesuffix('; use --device cpu'))
+    return str(device)
 
 
 @click.group(context_settings=CONTEXT)
@@ -78,7 +115,9 @@ def main() -> None:
     For each held-out subject: the clean volume plus every corruption family x
     severity level (by default the paper's families x {0.05, 0.10, 0.15, 0.20,
     0.25}), generated on the fly with a seed derived from (seed, subject,
-    family, level); labels unchanged.
+    family) (paired severity protocol: the levels share every draw but the
+    severity) or (seed, subject, family, level) (--protocol independent);
+    labels unchanged.
 
     \b
     Typical use:
@@ -92,20 +131,34 @@ def main() -> None:
 @click.option(
     '--model',
     'model',
-    required=True,
-    help='TorchScript file, or package.module:factory (with --weights).',
+    help='Model file (torch.export .pt2, ONNX, or legacy TorchScript; recognised by'
+    ' content), or package.module:factory (with --weights).',
+)
+@click.option(
+    '--nnunet',
+    type=click.Path(file_okay=False, path_type=Path),
+    help='Instead of --model: an nnU-Net v2 model folder'
+    ' ($nnUNet_results/DatasetNNN_Name/TRAINER__PLANS__CONFIG), run through'
+    " nnU-Net's own predictor (the nnunet extra).",
+)
+@click.option(
+    '--fold',
+    default='0',
+    show_default=True,
+    help='With --nnunet: the fold (0-4 or all).',
+)
+@click.option(
+    '--checkpoint',
+    default='checkpoint_final.pth',
+    show_default=True,
+    help='With --nnunet: the checkpoint file of the fold.',
 )
 @click.option(
     '--weights',
     type=click.Path(dir_okay=False, path_type=Path),
     help='state_dict file for --model module:factory (read with weights_only=True).',
 )
-@click.option(
-    '--data',
-    required=True,
-    type=click.Path(path_type=Path),
-    help='Dataset folder prepared by ramp-prep (holds dataset.json).',
-)
+@data_option(required=True)
 @click.option(
     '--split',
     type=click.Choice(['test', 'val', 'train', 'all']),
@@ -123,8 +176,8 @@ def main() -> None:
     '--families',
     multiple=True,
     callback=family_names,
-    help="Corruption families, comma-separated or repeated [default: the paper's"
-    f' {len(PAPER_FAMILIES)}].',
+    help="Corruption families or pools ('paper', 'ct_physics'), comma-separated"
+    f" or repeated [default: the paper's {len(PAPER_FAMILIES)}].",
 )
 @click.option(
     '--levels',
@@ -132,35 +185,29 @@ def main() -> None:
     callback=_levels,
     help='Severity levels, comma-separated [default: 0.05,0.1,0.15,0.2,0.25].',
 )
+@seed_option(help='Base seed of the corrupted volumes.')
 @click.option(
-    '--seed',
-    type=click.IntRange(min=0),
-    default=0,
+    '--protocol',
+    'severity_protocol',
+    type=click.Choice(list(PROTOCOLS)),
+    default=DEFAULT_PROTOCOL,
     show_default=True,
-    help='Base seed of the corrupted volumes.',
+    help='Severity protocol: paired (the levels of a family share every random'
+    ' draw but the severity) or independent (one draw per setting; the results'
+    ' of earlier versions).',
 )
 @click.option(
     '--name',
     help='Model name in the results [default: the model file stem; for a run'
     " folder's best.pt with config.json, the folder name].",
 )
-@click.option(
-    '--hu-range',
-    nargs=2,
-    type=float,
-    metavar='LOW HIGH',
-    help='HU window of CTNormalize [default: the model sidecar].',
+@hu_range_option(help='HU window of CTNormalize [default: the model sidecar].')
+@size_option(
+    '--patch-size', help='Sliding-window patch size [default: the model sidecar].'
 )
-@click.option(
-    '--patch-size',
-    callback=_triple,
-    metavar='N|N,N,N',
-    help='Sliding-window patch size [default: the model sidecar].',
-)
-@click.option(
+@size_option(
     '--overlap',
-    callback=_triple,
-    metavar='N|N,N,N',
+    allow_zero=True,
     help='Patch overlap in voxels, even [default: half the patch].',
 )
 @click.option(
@@ -170,20 +217,46 @@ def main() -> None:
     show_default=True,
     help='Patches per forward pass.',
 )
-@click.option(
-    '--device',
-    default=None,
-    help='Inference device [default: cuda:$LOCAL_RANK if CUDA is available, else cpu].',
-)
+@device_option()
 @click.option('--amp', is_flag=True, help='Automatic mixed precision (CUDA only).')
+@click.option(
+    '--aggregation-device',
+    metavar='DEVICE',
+    default='cpu',
+    show_default=True,
+    callback=lambda ctx, param, value: _aggregation_device(value),
+    help='Device holding the blended output volume (e.g. cpu with a CUDA --device:'
+    ' patches on the GPU, the volume in host memory).',
+)
 @click.option(
     '--shard',
     help='Evaluate shard i of n (0-based, e.g. 0/4) [default: RANK/WORLD_SIZE'
     ' under torchrun, else all].',
 )
-@click.option('--progress/--no-progress', default=True, help='Show progress bars.')
+@click.option(
+    '--save-worst',
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar='N',
+    help='Keep failure pictures (central slices: clean and every level, with the'
+    ' prediction and the reference) of the N worst subjects of each family in'
+    ' OUT/worst, for the report.',
+)
+@progress_option()
+@click.option(
+    '--verify',
+    type=click.Choice(VERIFY_MODES),
+    default=None,
+    help='Check each image/label against manifest.csv before use: sha256 (size and'
+    ' SHA-256) or size (size and NIfTI completeness, for huge cohorts)'
+    f' [default: ${VERIFY_ENV} or sha256].',
+)
 def run(
-    model: str,
+    model: str | None,
+    nnunet: Path | None,
+    fold: str,
+    checkpoint: str,
     weights: Path | None,
     data: Path,
     split: str,
@@ -191,15 +264,19 @@ def run(
     families: tuple[str, ...] | None,
     levels: tuple[float, ...] | None,
     seed: int,
+    severity_protocol: str,
     name: str | None,
     hu_range: tuple[float, float] | None,
     patch_size: tuple[int, int, int] | None,
     overlap: tuple[int, int, int] | None,
     batch_size: int,
-    device: str | None,
+    device: str,
     amp: bool,
+    aggregation_device: str,
     shard: str | None,
+    save_worst: int,
     progress: bool,
+    verify: str | None,
 ) -> None:
     """Stress-test a model on the clean and corrupted volumes of a split.
 
@@ -213,74 +290,128 @@ def run(
     OUT/results.shard-i-of-n.csv; the last shard to finish merges them when
     they share OUT, otherwise run `ramp-stress merge`.
     """
+    from .api import stress_test_model
+    from .runner import ModelError
+
+    if (model is None) == (nnunet is None):
+        raise click.UsageError('pass either --model or --nnunet')
+    device = str(resolve_device(device))
+    if nnunet is not None:
+        given = [
+            f'--{k}'
+            for k, v in {
+                'weights': weights,
+                'patch-size': patch_size,
+                'overlap': overlap,
+                'amp': amp,
+            }.items()
+            if v
+        ]
+        if given:
+            raise click.UsageError(
+                f'{", ".join(given)} cannot be used with --nnunet'
+                " (nnU-Net's plans set them)"
+            )
+        return _run_nnunet(
+            nnunet,
+            fold,
+            checkpoint,
+            data,
+            out,
+            split,
+            families,
+            levels,
+            seed,
+            name,
+            hu_range,
+            device,
+            shard,
+            progress,
+            verify,
+            severity_protocol,
+            save_worst,
+        )
+    try:
+        outcome = stress_test_model(
+            model,
+            data,
+            out,
+            weights=weights,
+            split=split,
+            families=families,
+            levels=levels,
+            seed=seed,
+            protocol=severity_protocol,
+            name=name,
+            hu_range=hu_range,
+            patch_size=patch_size,
+            overlap=overlap,
+            batch_size=batch_size,
+            device=device,
+            amp=amp,
+            aggregation_device=aggregation_device,
+            shard=parse_shard(shard) if shard else shard_from_environment(),
+            save_worst=save_worst,
+            progress=progress,
+            verify=verify,
+            announce=lambda line: click.echo(line, err=True),
+        )
+    except UnicodeDecodeError as error:
+        raise _fail(_damaged(error, out)) from error
+    except (FileNotFoundError, ValueError, TypeError, ImportError) as error:
+        raise _fail(error) from error
+    except ModelError as error:
+        raise _fail(error) from error
+    except OSError as error:  # e.g. disk full while writing the results
+        raise _fail(_os_error(error, out)) from error
+    _echo_outcome(outcome)
+
+
+def _run_nnunet(
+    nnunet,
+    fold,
+    checkpoint,
+    data,
+    out,
+    split,
+    families,
+    levels,
+    seed,
+    name,
+    hu_range,
+    device,
+    shard,
+    progress,
+    verify,
+    severity_protocol=DEFAULT_PROTOCOL,
+    save_worst=0,
+) -> None:
+    from ..nnunet.domain import DEFAULT_WINDOW
+    from .runner import ModelError
     from .runner import run_stress_test
 
-    device = device or _default_device()
     try:
         shard_value = parse_shard(shard) if shard else shard_from_environment()
         read_dataset_info(data)
-        loaded = load_model(model, weights, device=device)
-        config = loaded.config
-        where = f' or add it to the sidecar {loaded.path.with_suffix(".json")}'
-        if hu_range is None:
-            if config.hu_range is None:
-                raise ValueError(
-                    f'the HU window of {loaded.path} is unknown: pass --hu-range LOW'
-                    f' HIGH (the one used in training){where}'
-                )
-            hu_range = config.hu_range
-        if patch_size is None:
-            if config.patch_size is None:
-                raise ValueError(
-                    f'the patch size of {loaded.path} is unknown: pass --patch-size'
-                    f' N{where}'
-                )
-            patch_size = config.patch_size
-        overlap = overlap or default_overlap(patch_size)
-        num_classes = check_output(
-            loaded.module,
-            patch_size,
-            num_classes=config.num_classes,
-            device=device,
-            name=str(loaded.path),
+        from ..nnunet.predictor import NnunetPredictor
+
+        window = hu_range or DEFAULT_WINDOW
+        predictor = NnunetPredictor(
+            nnunet, fold, checkpoint, device=device, window=window
         )
         protocol = StressProtocol(
             families=families,
             levels=levels or SEVERITY_LEVELS,
             seed=seed,
-            hu_range=hu_range,
+            hu_range=window,
+            protocol=severity_protocol,
         )
-        predictor = make_predictor(
-            loaded.module,
-            patch_size,
-            overlap=overlap,
-            batch_size=batch_size,
-            device=device,
-            amp=amp,
-        )
-        name = name or loaded.name
-        model_arguments = {
-            **loaded.fingerprint(),
-            'patch_size': list(patch_size),
-            'overlap': list(overlap),
-            'amp': bool(amp and torch.device(device).type == 'cuda'),
-            'num_classes': num_classes,
-            'strategy': config.strategy,
-        }
-        session = {
-            'model_path': str(loaded.path.resolve()),
-            'sidecar': config.source,
-            'device': str(device),
-            'batch_size': batch_size,
-        }
-        shard_text = (
-            '' if shard_value is None else f' shard {shard_value[0]}/{shard_value[1]}'
-        )
+        name = name or predictor.name
         click.echo(
-            f'ramp-stress: {name} on {data} ({split}){shard_text}:'
-            f' {len(protocol.settings) - 1} corrupted settings + clean,'
-            f' HU window {protocol.hu_range}, patch {patch_size}, overlap {overlap},'
-            f' device {device}',
+            f'ramp-stress: {name} (nnU-Net, fold {fold}) on {data} ({split}):'
+            f' {len(protocol.settings) - 1} corrupted settings + clean'
+            f' ({describe_protocol(protocol.protocol)} severity protocol), HU window'
+            f' {protocol.hu_range}, device {device}',
             err=True,
         )
         outcome = run_stress_test(
@@ -290,13 +421,28 @@ def run(
             split=split,
             protocol=protocol,
             name=name,
-            model_arguments=model_arguments,
-            session=session,
+            model_arguments=predictor.fingerprint(),
+            session={
+                'model_path': str(predictor.checkpoint_path.resolve()),
+                'device': str(device),
+            },
             shard=shard_value,
             progress=progress,
+            verify=verify,
+            save_worst=save_worst,
         )
+    except UnicodeDecodeError as error:
+        raise _fail(_damaged(error, out)) from error
     except (FileNotFoundError, ValueError, TypeError, ImportError) as error:
         raise _fail(error) from error
+    except ModelError as error:
+        raise _fail(error) from error
+    except OSError as error:  # e.g. disk full while writing the results
+        raise _fail(_os_error(error, out)) from error
+    _echo_outcome(outcome)
+
+
+def _echo_outcome(outcome) -> None:
     if outcome.truncated_bytes:
         click.echo(
             f'Removed {outcome.truncated_bytes} bytes of a subject cut short by an'
@@ -357,9 +503,13 @@ def merge(inputs: tuple[Path, ...], out: Path) -> None:
 
     try:
         merged = merge_shards(list(inputs), out)
-        summary = write_summary(load_results(merged), out)
+        summary = write_summary(_load(merged), out)
+    except UnicodeDecodeError as error:
+        raise _fail(_damaged(error, Path(' '.join(map(str, inputs))))) from error
     except (FileNotFoundError, ValueError) as error:
         raise _fail(error) from error
+    except OSError as error:
+        raise _fail(_os_error(error, out)) from error
     click.echo(f'Merged into {merged}')
     _echo_headline(summary)
 
@@ -385,14 +535,15 @@ def merge(inputs: tuple[Path, ...], out: Path) -> None:
     show_default=True,
     help='Bootstrap resamples of the 95% confidence intervals.',
 )
-@click.option(
-    '--seed',
-    type=int,
-    default=0,
-    show_default=True,
-    help='Seed of the bootstrap and the permutation tests.',
-)
+@seed_option(help='Seed of the bootstrap and the permutation tests.')
 @click.option('--figures/--no-figures', default=True, help='Draw the PNG figures.')
+@click.option(
+    '--spacing',
+    callback=_spacing,
+    metavar='MM|X,Y,Z',
+    help='Voxel spacing in mm of the severity table in clinical units [default:'
+    " the median of the dataset's manifest].",
+)
 def report(
     results: tuple[Path, ...],
     out: Path,
@@ -401,8 +552,9 @@ def report(
     resamples: int,
     seed: int,
     figures: bool,
+    spacing: tuple[float, float, float] | None,
 ) -> None:
-    """Write report.md and figures from RESULTS (results folders or CSV files).
+    """Write report.md, report.html and figures from RESULTS (folders or CSVs).
 
     \b
     Tables: summary with 95% bootstrap CIs (paper Table 5), improvement
@@ -410,12 +562,27 @@ def report(
     (Table 9), per organ with volume errors (Table 10), mCE and paired tests
     vs --baseline. Figures (matplotlib, the "plot" extra): heatmap (Fig. 4),
     Dice vs severity (Fig. 5), clean vs corrupted (Fig. 3), organ bars.
+    Also shown: the `ramp-stress gate` verdicts recorded in each run's
+    summary.json, the severities in HU / mm, and the failure pictures of runs
+    made with --save-worst. report.html is the same report as one page
+    (inline style, the PNGs beside it, no JavaScript).
     """
+    import json
+
     from .report import write_report
 
     try:
         files = [find_results(path) for path in results]
-        loaded = [load_results(path) for path in files]
+        loaded = [_load(path) for path in files]
+        gates, pictures = {}, {}
+        for file, result in zip(files, loaded, strict=True):
+            summary_path = file.parent / 'summary.json'
+            if summary_path.is_file():
+                summary = json.loads(summary_path.read_text(encoding='utf-8'))
+                if isinstance(summary, dict) and summary.get('gate'):
+                    gates[result.model] = summary['gate']
+            if (file.parent / 'worst').is_dir():
+                pictures[result.model] = file.parent
         path = write_report(
             loaded,
             out,
@@ -425,7 +592,225 @@ def report(
             resamples=resamples,
             seed=seed,
             sources=[str(p) for p in files],
+            gates=gates,
+            pictures=pictures,
+            spacing=spacing,
         )
     except (FileNotFoundError, ValueError, ImportError) as error:
         raise _fail(error) from error
-    click.echo(f'Report: {path}')
+    except OSError as error:
+        raise _fail(_os_error(error, out)) from error
+    click.echo(f'Report: {path} and {path.with_name("report.html")}')
+
+
+class _BadInput(click.ClickException):
+    """Bad input to ``ramp-stress gate``: exit code 2, like a usage error."""
+
+    exit_code = 2
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument('results', nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    '--require',
+    'requirements',
+    multiple=True,
+    metavar='REQUIREMENT',
+    help='A requirement such as "worst_case>=0.5", "gap<=0.1", "family:blur>=0.7",'
+    ' "family:blur@0.25>=0.6", "level:0.25>=0.6" or "organ:kidney:corrupted>=0.8"'
+    ' (repeatable; added to those of --config).',
+)
+@click.option(
+    '--config',
+    'config_path',
+    type=click.Path(dir_okay=False, path_type=Path),
+    help='TOML gate file: require = [...], and optionally confidence, resamples,'
+    ' seed (top level or in a [gate] table).',
+)
+@click.option(
+    '--confidence',
+    type=float,
+    help='Check each requirement on the bound of the two-sided bootstrap interval'
+    ' at this level (e.g. 0.95): the lower bound for >=, the upper for <='
+    ' [default: the point estimate].',
+)
+@click.option(
+    '--resamples',
+    type=click.IntRange(min=100),
+    help='Bootstrap resamples [default: 2000].',
+)
+@click.option('--seed', type=click.IntRange(min=0), help='Bootstrap seed [default: 0].')
+@click.option(
+    '--write/--no-write',
+    default=True,
+    show_default=True,
+    help="Record the verdict under 'gate' in each results folder's summary.json.",
+)
+def gate(
+    results: tuple[Path, ...],
+    requirements: tuple[str, ...],
+    config_path: Path | None,
+    confidence: float | None,
+    resamples: int | None,
+    seed: int | None,
+    write: bool,
+) -> None:
+    """Pass/fail requirements on stress-test RESULTS (folders or CSV files).
+
+    \b
+    Exit status: 0 when every requirement holds for every model, 1 when one
+    fails, 2 on bad input (syntax, unknown family or organ, missing or
+    incomplete results). Requirement syntax: METRIC OP NUMBER with
+      METRIC  clean | corrupted | gap | worst_case        (the model)
+              family:NAME | family:NAME@LEVEL | level:LEVEL  (Dice)
+              organ:NAME[:clean|corrupted|gap|worst_case]
+      OP      >= | > | <= | <
+    """
+    from .gate import GateError
+    from .gate import evaluate
+    from .gate import parse_requirements
+    from .gate import read_config
+    from .gate import verdict_header
+    from .gate import verdict_rows
+    from .metrics import BOOTSTRAP_RESAMPLES
+    from .metrics import check_confidence
+    from .store import SUMMARY_JSON
+    from .store import write_json
+
+    try:
+        config = read_config(config_path) if config_path is not None else {}
+        parsed = parse_requirements([*config.get('require', []), *requirements])
+        if confidence is not None:
+            try:
+                confidence = check_confidence(confidence)
+            except ValueError as error:
+                raise GateError(f'--confidence: {error}') from error
+        else:
+            confidence = config.get('confidence')
+        resamples = resamples or config.get('resamples', BOOTSTRAP_RESAMPLES)
+        seed = config.get('seed', 0) if seed is None else seed
+        files = [find_results(path) for path in results]
+        loaded = [load_results(path) for path in files]
+        verdicts = [
+            evaluate(
+                result, parsed, confidence=confidence, resamples=resamples, seed=seed
+            )
+            for result in loaded
+        ]
+    except (GateError, FileNotFoundError, ValueError) as error:
+        raise _BadInput(str(error)) from error
+    for path, verdict in zip(files, verdicts, strict=True):
+        header = verdict_header(verdict)
+        rows = verdict_rows(verdict)
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        click.echo(f'{verdict["model"]} ({path}):')
+        for row in [header, *rows]:
+            click.echo(
+                '  ' + '  '.join(c.ljust(w) for c, w in zip(row, widths, strict=True))
+            )
+        if write:
+            summary_path = path.parent / SUMMARY_JSON
+            if summary_path.is_file():
+                import json
+
+                summary = json.loads(summary_path.read_text(encoding='utf-8'))
+                summary['gate'] = verdict
+                write_json(summary_path, summary)
+    failed = [v['model'] for v in verdicts if not v['passed']]
+    total = sum(len(v['requirements']) for v in verdicts)
+    if failed:
+        click.echo(f'Gate: FAIL ({", ".join(failed)})')
+        raise SystemExit(1)
+    click.echo(f'Gate: PASS ({total} requirement check(s))')
+
+
+@main.command(context_settings=CONTEXT)
+@click.option(
+    '--hu-range',
+    nargs=2,
+    type=float,
+    default=(-200.0, 300.0),
+    show_default=True,
+    metavar='LOW HIGH',
+    help="HU window of the normalisation (the model's).",
+)
+@click.option(
+    '--spacing',
+    callback=_spacing,
+    default='1',
+    show_default=True,
+    metavar='MM|X,Y,Z',
+    help='Voxel spacing in mm, in the image axis order (e.g. 1.5,1.5,3).',
+)
+@click.option(
+    '--families',
+    multiple=True,
+    callback=family_names,
+    help='Corruption families, comma-separated or repeated'
+    " [default: the paper's pool].",
+)
+@click.option(
+    '--levels',
+    multiple=True,
+    callback=_levels,
+    help='Severity levels, comma-separated [default: 0.05,0.1,0.15,0.2,0.25].',
+)
+@click.option('--json', 'as_json', is_flag=True, help='Print JSON instead of a table.')
+def levels(
+    hu_range: tuple[float, float],
+    spacing: tuple[float, float, float],
+    families: tuple[str, ...] | None,
+    levels: tuple[float, ...] | None,
+    as_json: bool,
+) -> None:
+    """Severity levels in clinical units (HU, mm, %) for a window and spacing.
+
+    \b
+    Intensities scale with the window width (noise std, shifts, stripe
+    offsets in HU); Gaussian sigmas become a FWHM in mm per axis (2.3548
+    sigma x spacing); down-sampling gives an effective voxel size (slice
+    thickness) in mm; relative parameters are in %. Per-axis values are
+    printed X x Y x Z.
+
+    \b
+    Example:
+      ramp-stress levels --hu-range -200 300 --spacing 1.5,1.5,3
+    """
+    import json
+
+    from .predictors import parse_hu_range
+    from .units import physical_table
+    from .units import table_rows
+
+    try:
+        parse_hu_range(hu_range, 'LOW HIGH')
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="'--hu-range'") from error
+    rows = physical_table(
+        hu_range, spacing, families=families, levels=levels or SEVERITY_LEVELS
+    )
+    if as_json:
+        data = {
+            'hu_range': list(hu_range),
+            'spacing': list(spacing),
+            'rows': [
+                {
+                    'family': row['family'],
+                    'quantity': row['quantity'],
+                    'unit': row['unit'],
+                    'values': {f'{k:g}': v for k, v in row['values'].items()},
+                    'parameters': {f'{k:g}': v for k, v in row['parameters'].items()},
+                }
+                for row in rows
+            ],
+        }
+        click.echo(json.dumps(data, indent=1))
+        return
+    header, body = table_rows(rows)
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    click.echo(
+        f'HU window {hu_range[0]:g} to {hu_range[1]:g}, spacing'
+        f' {" x ".join(f"{s:g}" for s in spacing)} mm'
+    )
+    for row in [header, *body]:
+        click.echo('  '.join(c.ljust(w) for c, w in zip(row, widths, strict=True)))

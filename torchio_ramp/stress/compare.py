@@ -31,6 +31,7 @@ from .metrics import corruption_error
 from .metrics import nanmean
 from .metrics import nanmin
 from .metrics import paired_test
+from .protocol import describe_protocol
 from .results import HIGH_SEVERITY
 from .results import StressResults
 from .results import families_of
@@ -115,6 +116,17 @@ settings must share them, or the paired tests compare different images."""
 
 def _check_same_volumes(results: Sequence[StressResults]) -> None:
     reference = results[0]
+    protocols = {r.model: r.protocol for r in results if r.protocol is not None}
+    if len(set(protocols.values())) > 1:
+        listed = ', '.join(
+            f'{model} ({describe_protocol(name)})' for model, name in protocols.items()
+        )
+        message = (
+            f'cannot compare results of different severity protocols: {listed}.'
+            ' Their corrupted volumes differ; rerun them with the same'
+            ' ramp-stress run --protocol'
+        )
+        raise ValueError(message)
     expected = reference.header.get('arguments', {})
     for result in results[1:]:
         arguments = result.header.get('arguments', {})
@@ -143,7 +155,7 @@ def compare(
 
     Raises:
         ValueError: If the results are of several datasets, were made with a
-            different protocol seed or HU window, share no subject, or share no
+            different severity protocol, protocol seed or HU window, share no subject, or share no
             corrupted setting.
 
     Example:

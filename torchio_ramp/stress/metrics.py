@@ -66,6 +66,9 @@ PERMUTATIONS = 20_000
 BOOTSTRAP_RESAMPLES = 2000
 """Default number of bootstrap resamples of the confidence intervals."""
 
+CONFIDENCE = 0.95
+"""Default two-sided level of the bootstrap confidence intervals."""
+
 
 # Per volume ---------------------------------------------------------------------
 
@@ -328,11 +331,31 @@ def _ratio(
     return value, boot
 
 
-def _interval(value: float, boot: np.ndarray, n: int) -> Estimate:
+def check_confidence(confidence: float) -> float:
+    """A two-sided confidence level in ``(0, 1)``, as a float.
+
+    Example:
+        >>> check_confidence(0.9)
+        0.9
+    """
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)):
+        raise ValueError(f'confidence must be a number in (0, 1), not {confidence!r}')
+    if not 0 < confidence < 1:
+        raise ValueError(f'confidence must be in (0, 1), not {confidence}')
+    return float(confidence)
+
+
+def _interval(
+    value: float,
+    boot: np.ndarray,
+    n: int,
+    confidence: float = CONFIDENCE,
+) -> Estimate:
     finite = boot[np.isfinite(boot)]
     if math.isnan(value) or finite.size == 0:
         return Estimate(value, math.nan, math.nan, n)
-    low, high = np.percentile(finite, [2.5, 97.5])
+    tail = 50 * (1 - confidence)
+    low, high = np.percentile(finite, [tail, 100 - tail])
     return Estimate(value, float(low), float(high), n)
 
 
@@ -341,7 +364,11 @@ def _sums(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(finite, values, 0.0).sum(axis=1), finite.sum(axis=1)
 
 
-def pooled_mean(values: np.ndarray, indices: np.ndarray) -> Estimate:
+def pooled_mean(
+    values: np.ndarray,
+    indices: np.ndarray,
+    confidence: float = CONFIDENCE,
+) -> Estimate:
     """Mean of the finite entries of ``values`` (subjects x settings), with CI.
 
     The interval resamples rows (subjects); within a resample the mean is
@@ -350,6 +377,8 @@ def pooled_mean(values: np.ndarray, indices: np.ndarray) -> Estimate:
     Args:
         values: ``(S, T)`` array, NaN where a value is excluded.
         indices: Bootstrap resamples from :func:`bootstrap_indices`.
+        confidence: Two-sided level of the interval (0.95: the 2.5th and
+            97.5th percentiles).
 
     Example:
         >>> values = np.array([[1.0, 0.0], [0.5, np.nan]])
@@ -358,7 +387,7 @@ def pooled_mean(values: np.ndarray, indices: np.ndarray) -> Estimate:
     """
     sums, counts = _sums(values)
     value, boot = _ratio(sums, counts, indices)
-    return _interval(value, boot, int((counts > 0).sum()))
+    return _interval(value, boot, int((counts > 0).sum()), confidence)
 
 
 @dataclass(frozen=True)
@@ -398,7 +427,11 @@ class Robustness:
         }
 
 
-def robustness(values: np.ndarray, indices: np.ndarray) -> Robustness:
+def robustness(
+    values: np.ndarray,
+    indices: np.ndarray,
+    confidence: float = CONFIDENCE,
+) -> Robustness:
     """Clean, mean corrupted, gap and worst-case Dice with bootstrap CIs.
 
     Args:
@@ -409,6 +442,7 @@ def robustness(values: np.ndarray, indices: np.ndarray) -> Robustness:
         indices: Bootstrap resamples from :func:`bootstrap_indices`, shared
             by the four numbers (so the gap's interval is that of a
             difference on the same resampled subjects).
+        confidence: Two-sided level of the intervals.
 
     Example:
         >>> values = np.array([[0.9, 0.8, 0.4], [0.7, 0.6, 0.6]])
@@ -434,12 +468,19 @@ def robustness(values: np.ndarray, indices: np.ndarray) -> Robustness:
     worst_value, worst_boot = _ratio(np.nan_to_num(worst), worst_counts, indices)
     both = (clean_counts > 0) | (corrupted_counts > 0)
     return Robustness(
-        clean=_interval(clean, clean_boot, int((clean_counts > 0).sum())),
+        clean=_interval(clean, clean_boot, int((clean_counts > 0).sum()), confidence),
         corrupted=_interval(
-            corrupted, corrupted_boot, int((corrupted_counts > 0).sum())
+            corrupted, corrupted_boot, int((corrupted_counts > 0).sum()), confidence
         ),
-        gap=_interval(clean - corrupted, clean_boot - corrupted_boot, int(both.sum())),
-        worst_case=_interval(worst_value, worst_boot, int(worst_counts.sum())),
+        gap=_interval(
+            clean - corrupted,
+            clean_boot - corrupted_boot,
+            int(both.sum()),
+            confidence,
+        ),
+        worst_case=_interval(
+            worst_value, worst_boot, int(worst_counts.sum()), confidence
+        ),
     )
 
 

@@ -3,7 +3,10 @@
 A *predictor* is any callable ``image (C, D, H, W) float tensor in [0, 1] ->
 integer label map (D, H, W)``. :func:`load_model` reads a model as
 
-* a TorchScript file (``torch.jit.save``), or
+* a model file, recognised by its content (see
+  :mod:`~torchio_ramp.stress.loaders`): a ``torch.export`` archive
+  (``torch.export.save``, ``.pt2``), an ONNX model (run with onnxruntime,
+  the ``onnx`` extra) or a TorchScript file (``torch.jit.save``; legacy), or
 * ``package.module:factory`` plus a ``state_dict`` file (``--weights``): the
   factory (importable from the working directory or ``PYTHONPATH``) is
   called without arguments and must return the network; the
@@ -13,15 +16,16 @@ integer label map (D, H, W)``. :func:`load_model` reads a model as
 
 :func:`make_predictor` wraps the network in
 :class:`~torchio_ramp.inference.SlidingWindowPredictor` (TorchIO's
-``GridSampler`` / ``GridAggregator``).
+``GridSampler``, Hann-weighted blending).
 
 Model sidecar. The intensity window and the patch size must be those of
 training. The training script writes them to a JSON file next to the model,
 found as ``<model path without suffix>.json`` or, failing that,
 ``config.json`` in the model's folder (for ``module:factory`` the model path
-is the ``--weights`` file); a TorchScript file without either is searched
-for an embedded ``config.json`` (``torch.jit.save(..., _extra_files=...)``,
-as ``torchio_ramp.training`` writes ``best.pt``). Keys (others are ignored):
+is the ``--weights`` file); a model file without either is searched
+for an embedded ``config.json`` (``torch.export.save(..., extra_files=...)``,
+``torch.jit.save(..., _extra_files=...)`` as ``torchio_ramp.training`` writes
+``best.pt``, or an ONNX metadata property ``config.json``). Keys (others are ignored):
 
 * ``hu_range``: ``[low, high]`` Hounsfield window of
   :class:`~torchio_ramp.CTNormalize`, e.g. ``[-200, 300]``;
@@ -56,7 +60,10 @@ from typing import Any
 
 import torch
 
+from ..arguments import check_device
+from ..arguments import parse_size
 from ..inference import SlidingWindowPredictor
+from .loaders import load_model_file
 from .store import file_sha256
 
 _FACTORY = re.compile(r'[A-Za-z_][\w.]*:[A-Za-z_][\w.]*')
@@ -72,7 +79,7 @@ class ModelConfig:
         num_classes: Output channels incl. background, or ``None``.
         strategy: Augmentation strategy name, or ``None``.
         source: Where the settings came from (a file, or
-            ``'<model>!config.json'`` for a TorchScript extra file), or
+            ``'<model>!config.json'`` for a file embedded in the model), or
             ``None`` if there is no sidecar.
 
     Example:
@@ -103,22 +110,13 @@ def find_sidecar(model_path: str | Path) -> Path | None:
 
 
 def parse_patch_size(value: Any, name: str = 'patch_size') -> tuple[int, int, int]:
-    """One positive int or three, as a triple.
+    """One positive int or three, as a triple (:func:`~torchio_ramp.arguments.parse_size`).
 
     Example:
         >>> parse_patch_size(64), parse_patch_size([96, 96, 64])
         ((64, 64, 64), (96, 96, 64))
-    """
-    values = [value] * 3 if isinstance(value, int) else value
-    try:
-        values = list(values)
-    except TypeError:
-        values = []
-    if len(values) != 3 or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
-    ):
-        raise ValueError(f'{name} must be one positive integer or three, not {value!r}')
-    return (values[0], values[1], values[2])
+    """  # noqa: E501
+    return parse_size(value, name)
 
 
 def parse_hu_range(value: Any, name: str = 'hu_range') -> tuple[float, float]:
@@ -145,7 +143,7 @@ def read_model_config(
     """Read the sidecar of a model file (an empty config if there is none).
 
     Args:
-        model_path: The TorchScript or weights file.
+        model_path: The model file or the weights file.
         embedded: Text of a ``config.json`` stored inside the model file,
             used when no sidecar file exists.
 
@@ -222,10 +220,12 @@ class LoadedModel:
     Attributes:
         module: The network (in eval mode).
         name: Default model name (see :func:`default_name`).
-        path: The TorchScript file or the weights file.
+        path: The model file or the weights file.
         spec: The model argument as given (path or ``module:factory``).
         sha256: SHA-256 of :attr:`path`.
         config: Its sidecar.
+        format: ``'torch.export'``, ``'onnx'``, ``'torchscript'`` or
+            ``'factory'``.
 
     Example:
         >>> loaded = load_model('runs/ramp/model.pt')  # doctest: +SKIP
@@ -239,10 +239,11 @@ class LoadedModel:
     spec: str
     sha256: str
     config: ModelConfig
+    format: str = 'torchscript'
 
     def fingerprint(self) -> dict[str, str]:
         """What identifies the model in a run's arguments."""
-        kind = 'torchscript' if self.spec == str(self.path) else self.spec
+        kind = self.format if self.spec == str(self.path) else self.spec
         return {'model': kind, 'model_sha256': self.sha256}
 
 
@@ -279,7 +280,16 @@ def _load_factory(spec: str, weights: Path, device: torch.device) -> torch.nn.Mo
         target = getattr(target, part)
     if not callable(target):
         raise ValueError(f'--model {spec}: {attribute!r} is not callable')
-    network = target()
+    try:
+        network = target()
+    except Exception as error:  # user code: name the option and the failure
+        text = str(error).strip().splitlines()
+        message = (
+            f'--model {spec}: calling {attribute}() failed:'
+            f' {type(error).__name__}: {text[0] if text else ""}. The factory must'
+            ' take no arguments and return a torch.nn.Module'
+        )
+        raise ValueError(message) from error
     if not isinstance(network, torch.nn.Module):
         message = (
             f'--model {spec}: the factory returned {type(network).__name__}, not a'
@@ -309,16 +319,17 @@ def load_model(
     *,
     device: str | torch.device = 'cpu',
 ) -> LoadedModel:
-    """Load a TorchScript file, or ``module:factory`` with a ``state_dict``.
+    """Load a model file (``torch.export``, ONNX, TorchScript), or
+    ``module:factory`` with a ``state_dict``.
 
     Args:
-        model: Path of a TorchScript file, or ``package.module:factory``.
+        model: Path of a model file, or ``package.module:factory``.
         weights: The ``state_dict`` file (only with ``module:factory``).
         device: Where to put the network.
 
     Raises:
         FileNotFoundError: If the model or weights file is missing.
-        ValueError: If it cannot be loaded (not TorchScript, no factory,
+        ValueError: If it cannot be loaded (not a model file, no factory,
             weights that do not fit); the message names the file.
 
     Example:
@@ -326,27 +337,17 @@ def load_model(
         >>> loaded.name, loaded.config.patch_size  # doctest: +SKIP
         ('model', (96, 96, 96))
     """
-    device = torch.device(device)
+    device = check_device(device, 'device')
     spec = str(model)
     path = Path(model)
     if path.is_file():
         if weights is not None:
             message = (
                 f'--weights is only for --model module:factory; {path} is a file'
-                ' (a TorchScript model holds its weights)'
+                ' (an exported model holds its weights)'
             )
             raise ValueError(message)
-        extra = {'config.json': ''}
-        try:
-            network = torch.jit.load(str(path), map_location=device, _extra_files=extra)
-        except (RuntimeError, ValueError) as error:
-            message = (
-                f'{path} is not a TorchScript file ({str(error).splitlines()[0]}).'
-                ' Save one with torch.jit.save(torch.jit.script(model), path), or'
-                ' pass --model package.module:factory --weights STATE_DICT'
-            )
-            raise ValueError(message) from error
-        embedded = extra['config.json']
+        network, embedded, kind = load_model_file(path, device)
     elif _FACTORY.fullmatch(spec) and not path.exists():
         if weights is None:
             raise ValueError(f'--model {spec} needs --weights STATE_DICT_FILE')
@@ -354,11 +355,11 @@ def load_model(
         if not path.is_file():
             raise FileNotFoundError(f'weights file not found: {path}')
         network = _load_factory(spec, path, device)
-        embedded = None
+        embedded, kind = None, 'factory'
     else:
         raise FileNotFoundError(
-            f'model file not found: {spec} (expected a TorchScript file or'
-            ' package.module:factory with --weights)'
+            f'model file not found: {spec} (expected a torch.export, ONNX or'
+            ' TorchScript file, or package.module:factory with --weights)'
         )
     network.eval()
     config = read_model_config(path, embedded)
@@ -369,6 +370,7 @@ def load_model(
         spec=spec if weights is not None else str(path),
         sha256=file_sha256(path),
         config=config,
+        format=kind,
     )
 
 
@@ -439,6 +441,7 @@ def make_predictor(
     batch_size: int = 2,
     device: str | torch.device | None = None,
     amp: bool = False,
+    aggregation_device: str | torch.device = 'cpu',
 ) -> SlidingWindowPredictor:
     """Sliding-window predictor over ``module`` (see
     :class:`~torchio_ramp.inference.SlidingWindowPredictor`).
@@ -450,6 +453,8 @@ def make_predictor(
         batch_size: Patches per forward pass.
         device: Device of the forward pass (default: the module's).
         amp: bfloat16 automatic mixed precision (CUDA only).
+        aggregation_device: Device of the blended output volume (default: the
+            CPU, so a GPU holds only a batch of patches).
 
     Example:
         >>> predict = make_predictor(torch.nn.Conv3d(1, 6, 1), (8, 8, 8))
@@ -466,4 +471,5 @@ def make_predictor(
         batch_size=batch_size,
         device=device,
         amp=amp,
+        aggregation_device=aggregation_device,
     )

@@ -7,12 +7,28 @@ generated on the fly from the normalised CT, the label unchanged.
 
 A corrupted volume is ``CT (HU) -> CTNormalize(hu_range) -> FAMILIES[family]``
 at ``parameters_at(level)``, with random numbers from a CPU
-``torch.Generator`` seeded by :func:`setting_seed` (a hash of the base seed,
-subject id, family and level). It is therefore the same on any machine, in any
-order and on any shard, and equals
-``Corruption(family, level=level, seed=setting_seed(...))`` applied to the
-normalised subject. :meth:`StressProtocol.volumes` yields the volumes one at a
-time, so at most one corrupted copy of the CT lives in memory.
+``torch.Generator`` seeded by :meth:`StressProtocol.seed_of`. It is therefore
+the same on any machine, in any order and on any shard, and equals
+``Corruption(family, level=level, seed=protocol.seed_of(...))`` applied to the
+normalised subject. A family acting on Hounsfield units (the ``ct_physics``
+pool) comes before the window instead: ``CT (HU) -> FAMILIES[family] (with the
+voxel spacing) -> CTNormalize(hu_range)``. :meth:`StressProtocol.volumes`
+yields the volumes one at a time, so at most one corrupted copy of the CT
+lives in memory.
+
+Two severity protocols (recorded with every results file and summary):
+
+* ``'paired'`` (version 2, the default): common random numbers. The levels of
+  one family share one seed, :func:`family_seed` (base seed, subject,
+  family), so every random draw other than the severity parameter (noise
+  field, axis, sign, ghost shifts, stripe slices, bias field) is the same at
+  every level; only the parameter grows. A subject's Dice then follows the
+  severity, not the luck of each level's draw.
+* ``'independent'`` (version 1): each ``(family, level)`` setting draws its own
+  numbers, seeded by :func:`setting_seed` (base seed, subject, family,
+  level).
+
+Results of different protocols are never merged or compared.
 """
 
 from __future__ import annotations
@@ -34,9 +50,45 @@ from ..families import check_families
 from ..operators import SEVERITY_LEVELS
 from ..transforms.normalization import DEFAULT_HU_RANGE
 from ..transforms.normalization import CTNormalize
+from ..transforms.normalization import normalize_window
 
 CLEAN = 'clean'
 """Family name of the clean (uncorrupted) setting."""
+
+PROTOCOLS: dict[str, int] = {'paired': 2, 'independent': 1}
+"""Severity protocols and their versions (see the module docstring)."""
+
+DEFAULT_PROTOCOL = 'paired'
+"""The protocol of :class:`StressProtocol` unless another is asked for."""
+
+LEGACY_PROTOCOL = 'independent'
+"""The protocol of results written before protocols were recorded."""
+
+
+def check_protocol(name: str) -> str:
+    """A protocol name of :data:`PROTOCOLS`.
+
+    Example:
+        >>> check_protocol('paired')
+        'paired'
+    """
+    if name not in PROTOCOLS:
+        message = (
+            f'protocol: unknown severity protocol {name!r}; valid names:'
+            f' {", ".join(PROTOCOLS)}'
+        )
+        raise ValueError(message)
+    return name
+
+
+def describe_protocol(name: str) -> str:
+    """``'<name> v<version>'``.
+
+    Example:
+        >>> describe_protocol('paired')
+        'paired v2'
+    """
+    return f'{name} v{PROTOCOLS[name]}'
 
 
 @dataclass(frozen=True)
@@ -88,6 +140,21 @@ def setting_seed(base_seed: int, subject_id: str, family: str, level: float) -> 
     return int.from_bytes(digest[:8], 'big') >> 1
 
 
+def family_seed(base_seed: int, subject_id: str, family: str) -> int:
+    """Seed shared by every level of one family (the paired protocol).
+
+    ``sha256(f'{base_seed}/{subject_id}/{family}/paired')`` as in
+    :func:`setting_seed`.
+
+    Example:
+        >>> family_seed(0, 's0001', 'blur') == family_seed(0, 's0001', 'blur')
+        True
+    """
+    key = f'{base_seed}/{subject_id}/{family}/paired'
+    digest = hashlib.sha256(key.encode('utf-8')).digest()
+    return int.from_bytes(digest[:8], 'big') >> 1
+
+
 def _check_levels(levels: Iterable[float]) -> tuple[float, ...]:
     checked = []
     for level in levels:
@@ -116,6 +183,9 @@ class StressProtocol:
         seed: Base seed; the seed of each volume is :func:`setting_seed`.
         hu_range: Hounsfield window of :class:`~torchio_ramp.CTNormalize`;
             must be the one the model was trained with.
+        protocol: ``'paired'`` (common random numbers across the levels of a
+            family; the default) or ``'independent'`` (one draw per
+            setting), see the module docstring.
 
     Example:
         >>> import torch
@@ -131,6 +201,7 @@ class StressProtocol:
     levels: Sequence[float] = SEVERITY_LEVELS
     seed: int = 0
     hu_range: tuple[float, float] = DEFAULT_HU_RANGE
+    protocol: str = DEFAULT_PROTOCOL
     _normalize: CTNormalize = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -140,6 +211,7 @@ class StressProtocol:
             raise ValueError(f'seed must be a non-negative integer, not {self.seed!r}')
         if self.seed < 0:
             raise ValueError(f'seed must be a non-negative integer, not {self.seed}')
+        check_protocol(self.protocol)
         normalize = CTNormalize(hu_range=self.hu_range)
         object.__setattr__(self, 'hu_range', normalize.hu_range)
         object.__setattr__(self, '_normalize', normalize)
@@ -159,13 +231,15 @@ class StressProtocol:
 
         Example:
             >>> StressProtocol(families=['blur'], levels=[0.1]).to_dict()
-            {'families': ['blur'], 'levels': [0.1], 'seed': 0, 'hu_range': [-200.0, 300.0]}
+            {'families': ['blur'], 'levels': [0.1], 'seed': 0, 'hu_range': [-200.0, 300.0], 'protocol': 'paired', 'protocol_version': 2}
         """  # noqa: E501
         return {
             'families': list(self.families),
             'levels': list(self.levels),
             'seed': self.seed,
             'hu_range': list(self.hu_range),
+            'protocol': self.protocol,
+            'protocol_version': PROTOCOLS[self.protocol],
         }
 
     def normalize(self, subject: tio.Subject, image_name: str = 'ct') -> torch.Tensor:
@@ -184,13 +258,20 @@ class StressProtocol:
         return image.data.float()
 
     def seed_of(self, subject_id: str, setting: Setting) -> int:
-        """Seed of ``setting`` for ``subject_id`` (see :func:`setting_seed`).
+        """Seed of ``setting`` for ``subject_id``: :func:`family_seed` (paired)
+        or :func:`setting_seed` (independent).
 
         Example:
-            >>> protocol = StressProtocol()
+            >>> protocol = StressProtocol(protocol='independent')
             >>> protocol.seed_of('s0001', Setting('blur', 0.05))
             8984647872288268648
+            >>> paired = StressProtocol()
+            >>> paired.seed_of('s1', Setting('blur', 0.05)) == paired.seed_of(
+            ...     's1', Setting('blur', 0.25))
+            True
         """
+        if self.protocol == 'paired':
+            return family_seed(self.seed, subject_id, setting.family)
         return setting_seed(self.seed, subject_id, setting.family, setting.level)
 
     def corrupt(
@@ -198,13 +279,22 @@ class StressProtocol:
         image: torch.Tensor,
         subject_id: str,
         setting: Setting,
+        *,
+        hu: torch.Tensor | None = None,
+        spacing: Sequence[float] | None = None,
     ) -> torch.Tensor:
         """One volume of the protocol from the normalised clean ``image``.
+
+        A family acting on Hounsfield units (the ``ct_physics`` pool) corrupts
+        ``hu`` instead, with its ``spacing`` in mm, and the result is
+        normalised with :attr:`hu_range`, as the clean image was.
 
         Args:
             image: Clean normalised volume ``(C, D, H, W)`` in ``[0, 1]``.
             subject_id: Identifier of the subject (part of the seed).
             setting: The setting; clean returns a copy of ``image``.
+            hu: The same CT in Hounsfield units (needed by HU families).
+            spacing: Its voxel spacing in mm (default 1 mm).
 
         Returns:
             A new tensor (a predictor that modifies its input in place
@@ -225,6 +315,16 @@ class StressProtocol:
         arguments = operator.check_arguments(operator.parameters_at(setting.level))
         seed = self.seed_of(subject_id, setting)
         generator = torch.Generator().manual_seed(seed)
+        if operator.domain == 'hu':
+            if hu is None:
+                message = (
+                    f'{setting.name}: this family acts on Hounsfield units;'
+                    ' pass the CT in HU as hu= (and its spacing)'
+                )
+                raise ValueError(message)
+            hu = hu if hu.is_floating_point() else hu.float()
+            out = operator(hu, generator=generator, spacing=spacing, **arguments)
+            return normalize_window(out, *self.hu_range)
         return operator(image, generator=generator, **arguments)
 
     def volumes(
@@ -232,6 +332,9 @@ class StressProtocol:
         image: torch.Tensor,
         subject_id: str,
         settings: Iterable[Setting] | None = None,
+        *,
+        hu: torch.Tensor | None = None,
+        spacing: Sequence[float] | None = None,
     ) -> Iterator[tuple[Setting, torch.Tensor]]:
         """Yield ``(setting, volume)`` for every setting, one volume at a time.
 
@@ -240,6 +343,8 @@ class StressProtocol:
             subject_id: Identifier of the subject.
             settings: Subset or reordering of :attr:`settings` (default: all,
                 clean first). The volumes do not depend on the order.
+            hu: The CT in Hounsfield units, for families acting on HU.
+            spacing: Its voxel spacing in mm.
 
         Example:
             >>> import torch
@@ -249,4 +354,6 @@ class StressProtocol:
             ['clean', 'stripe@0.2']
         """
         for setting in self.settings if settings is None else settings:
-            yield setting, self.corrupt(image, subject_id, setting)
+            on_hu = not setting.is_clean and FAMILIES[setting.family].domain == 'hu'
+            extra = {'hu': hu, 'spacing': spacing} if on_hu else {}
+            yield setting, self.corrupt(image, subject_id, setting, **extra)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from .store import write_atomic
 from .store import write_json
 
 REPORT_MD = 'report.md'
+REPORT_HTML = 'report.html'
 
 SYNTHETIC_WARNING = (
     '> **SYNTHETIC DATA.** These results were computed on phantom CTs'
@@ -454,6 +456,123 @@ def _levels_of(comparison: Comparison) -> list[float]:
     return list(dict.fromkeys(s.level for s in settings))
 
 
+def _gate_section(gates: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    from .gate import verdict_header
+    from .gate import verdict_rows
+
+    parts = ['## Deployment gate', '']
+    for model, verdict in gates.items():
+        confidence = verdict.get('confidence')
+        how = (
+            'point estimates'
+            if confidence is None
+            else f'the {100 * confidence:g}% bootstrap bound'
+        )
+        result = 'PASS' if verdict['passed'] else 'FAIL'
+        parts += [
+            f'**`{model}`: {result}** (`ramp-stress gate`, checked on {how}).',
+            '',
+        ]
+        parts.append(_table(verdict_header(verdict), verdict_rows(verdict)))
+        parts.append('')
+    return parts
+
+
+def _manifest_spacing(results: StressResults) -> tuple[float, float, float] | None:
+    """Median voxel spacing of the run's dataset (its manifest), if readable."""
+    import csv
+    import statistics
+
+    for session in results.header.get('sessions', []):
+        manifest = Path(str(session.get('data', ''))) / 'manifest.csv'
+        if not manifest.is_file():
+            continue
+        try:
+            with manifest.open(newline='', encoding='utf-8') as file:
+                spacings = [
+                    [float(v) for v in row['spacing'].split('x')]
+                    for row in csv.DictReader(file)
+                ]
+        except (OSError, KeyError, ValueError):
+            continue
+        if spacings and all(len(s) == 3 for s in spacings):
+            axes = [statistics.median(s[i] for s in spacings) for i in range(3)]
+            return (axes[0], axes[1], axes[2])
+    return None
+
+
+def _units_section(
+    comparison: Comparison, spacing: Sequence[float] | None
+) -> list[str]:
+    from .units import physical_table
+    from .units import table_rows
+
+    first = comparison.models[0]
+    hu_range = first.header.get('arguments', {}).get('hu_range')
+    if hu_range is None:
+        return []
+    if spacing is None:
+        spacing = _manifest_spacing(first)
+    levels = _levels_of(comparison)
+    rows = physical_table(
+        hu_range, spacing or 1.0, families=_families_of(comparison), levels=levels
+    )
+    where = (
+        f'voxel spacing {" x ".join(f"{v:g}" for v in spacing)} mm'
+        if spacing
+        else 'voxel spacing unknown: mm values are per 1 mm voxel (pass --spacing)'
+    )
+    header, body = table_rows(rows)
+    header = ['Corruption', 'Quantity', 'Unit', *header[3:]]
+    body = [[_title(row[0]), *row[1:]] for row in body]
+    return [
+        '### Severity in clinical units',
+        '',
+        f"HU window {hu_range[0]:g} to {hu_range[1]:g} (the runs'), {where};"
+        ' per-axis values X x Y x Z (`ramp-stress levels`).',
+        '',
+        _table(header, body),
+        '',
+    ]
+
+
+def _pictures_section(
+    comparison: Comparison,
+    pictures: Mapping[str, str | Path],
+    out: Path,
+) -> list[str]:
+    from .pictures import draw_strip
+    from .pictures import load_worst
+
+    parts: list[str] = []
+    for model in comparison.names:
+        if model not in pictures:
+            continue
+        found = load_worst(Path(pictures[model]))
+        if not found:
+            continue
+        if not parts:
+            parts += [
+                '### Failure pictures',
+                '',
+                'Worst subjects of each family (lowest mean Dice over its'
+                ' levels; `ramp-stress run --save-worst`): the slice with the'
+                ' most labelled voxels, clean then each level, prediction in'
+                ' colour, reference outlined in white.',
+                '',
+            ]
+        parts += [f'#### `{model}`', '']
+        for family in _families_of(comparison):
+            if family not in found:
+                continue
+            name = (
+                f'worst-{_slug(comparison.dataset)}-{_slug(model)}-{_slug(family)}.png'
+            )
+            draw_strip(found[family], out / name, f'{model}: {_title(family)}')
+            parts += [f'![{model}: {_title(family)}]({name})', '']
+    return parts
+
+
 def write_report(
     results: Sequence[StressResults],
     out: str | Path,
@@ -464,8 +583,13 @@ def write_report(
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
     sources: Sequence[str] | None = None,
+    gates: Mapping[str, Mapping[str, Any]] | None = None,
+    pictures: Mapping[str, str | Path] | None = None,
+    spacing: Sequence[float] | None = None,
+    html: bool = True,
 ) -> Path:
-    """Write ``report.md``, ``comparison.json`` and the PNG figures to ``out``.
+    """Write ``report.md``, ``report.html``, ``comparison.json`` and the PNG
+    figures to ``out``.
 
     Args:
         results: Results of one or more models, on one or more datasets
@@ -478,6 +602,15 @@ def write_report(
         resamples: Bootstrap resamples of the confidence intervals.
         seed: Seed of the bootstrap and the paired tests.
         sources: Where the results came from, listed in the report.
+        gates: ``ramp-stress gate`` verdicts per model name (from each
+            run's ``summary.json``), shown first.
+        pictures: Results folder per model name whose ``worst/`` failure
+            pictures (``ramp-stress run --save-worst``) are drawn as one
+            strip per family (needs ``figures``).
+        spacing: Voxel spacing in mm for the table of severities in
+            clinical units (default: the median spacing of the dataset's
+            manifest, when the run's data folder is still there).
+        html: Also write the self-contained ``report.html``.
 
     Returns:
         The path of ``report.md``.
@@ -495,6 +628,13 @@ def write_report(
     """  # noqa: E501
     if not results:
         raise ValueError('no results to report')
+    for result in results:
+        if not result.subjects:
+            message = (
+                f'the results of {result.model!r} on {result.dataset!r} hold no'
+                ' subject: nothing to report (run ramp-stress run first)'
+            )
+            raise ValueError(message)
     if figures:
         _pyplot_free_figure()
     out = Path(out)
@@ -518,6 +658,8 @@ def write_report(
         lines += ['Results:', '']
         lines += [f'- `{source}`' for source in sources]
         lines.append('')
+    if gates:
+        lines += _gate_section(gates)
     data: dict[str, Any] = {}
     for dataset, group in groups.items():
         comparison = compare(group, resamples=resamples, seed=seed)
@@ -531,6 +673,9 @@ def write_report(
                 draw(comparison, out / name)
                 drawn[kind] = name
         lines += _section(comparison, dataset_focus, dataset_baseline, drawn)
+        lines += _units_section(comparison, spacing)
+        if figures and pictures:
+            lines += _pictures_section(comparison, pictures, out)
         data[dataset] = {
             'models': comparison.summaries,
             'notes': comparison.notes,
@@ -538,6 +683,11 @@ def write_report(
             'baseline': dataset_baseline,
         }
     path = out / REPORT_MD
-    write_atomic(path, '\n'.join(lines).rstrip() + '\n')
+    text = '\n'.join(lines).rstrip() + '\n'
+    write_atomic(path, text)
+    if html:
+        from .html import page
+
+        write_atomic(out / REPORT_HTML, page(text, 'Robustness stress test report'))
     write_json(out / 'comparison.json', data)
     return path

@@ -22,10 +22,14 @@ from typing import Any
 import numpy as np
 
 from .metrics import BOOTSTRAP_RESAMPLES
+from .metrics import CONFIDENCE
 from .metrics import bootstrap_indices
+from .metrics import check_confidence
 from .metrics import nanmean
 from .metrics import pooled_mean
 from .metrics import robustness
+from .protocol import LEGACY_PROTOCOL
+from .protocol import PROTOCOLS
 from .protocol import Setting
 
 HIGH_SEVERITY = 0.15
@@ -176,6 +180,18 @@ class StressResults:
         )
 
     @property
+    def protocol(self) -> str | None:
+        """Severity protocol of the run (``'paired'`` or ``'independent'``).
+
+        Read from the header; a header without one predates the paired
+        protocol (``'independent'``); ``None`` for results built in memory.
+        """
+        arguments = self.header.get('arguments')
+        if arguments is None:
+            return None
+        return str(arguments.get('protocol', LEGACY_PROTOCOL))
+
+    @property
     def complete(self) -> bool:
         """Whether every expected subject has results."""
         return set(self.expected_subjects) <= set(self.subjects)
@@ -292,6 +308,7 @@ def summarize(
     *,
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
+    confidence: float = CONFIDENCE,
 ) -> dict[str, Any]:
     """Every per-model number of the report, JSON-ready.
 
@@ -299,10 +316,13 @@ def summarize(
         results: One model's results.
         resamples: Bootstrap resamples of the 95% confidence intervals.
         seed: Seed of the bootstrap.
+        confidence: Two-sided level of the intervals (``low``, ``high``).
 
     Returns:
         ``model``, ``dataset``, ``synthetic``, ``subjects`` (count),
         ``complete``, ``settings`` (count of corrupted settings),
+        ``protocol`` and ``protocol_version`` (the severity protocol; ``None``
+        for results built in memory),
         ``robustness`` (clean, corrupted, gap, worst_case: Table 5),
         ``families`` (Table 7, Fig. 4) and ``levels`` (Fig. 5) as estimates,
         ``setting_dice`` (mean subject Dice per setting name), ``organs``
@@ -322,11 +342,14 @@ def summarize(
         >>> round(summary['robustness']['gap']['value'], 3)
         0.2
     """
+    confidence = check_confidence(confidence)
     indices = bootstrap_indices(len(results.subjects), resamples, seed)
     subject = results.subject_dice()
     corrupted = subject[:, 1:]
     families = {
-        family: pooled_mean(subject[:, _family_columns(results, family)], indices)
+        family: pooled_mean(
+            subject[:, _family_columns(results, family)], indices, confidence
+        )
         for family in families_of(results)
     }
     levels = {
@@ -340,6 +363,7 @@ def summarize(
                 ],
             ],
             indices,
+            confidence,
         )
         for level in levels_of(results)
     }
@@ -349,10 +373,10 @@ def summarize(
     for k, label in enumerate(results.classes):
         if label not in results.annotated:
             continue
-        organ = robustness(class_dice[:, :, k], indices).to_dict()
+        organ = robustness(class_dice[:, :, k], indices, confidence).to_dict()
         organ['volume_error_ml'] = {
-            'clean': pooled_mean(error[:, :1, k], indices).to_dict(),
-            'corrupted': pooled_mean(error[:, 1:, k], indices).to_dict(),
+            'clean': pooled_mean(error[:, :1, k], indices, confidence).to_dict(),
+            'corrupted': pooled_mean(error[:, 1:, k], indices, confidence).to_dict(),
         }
         organs[results.class_names.get(label, str(label))] = organ
     return {
@@ -363,8 +387,10 @@ def summarize(
         'expected_subjects': len(results.expected_subjects or results.subjects),
         'complete': results.complete,
         'settings': corrupted.shape[1],
-        'bootstrap': {'resamples': resamples, 'seed': seed},
-        'robustness': robustness(subject, indices).to_dict(),
+        'protocol': results.protocol,
+        'protocol_version': PROTOCOLS.get(results.protocol or ''),
+        'bootstrap': {'resamples': resamples, 'seed': seed, 'confidence': confidence},
+        'robustness': robustness(subject, indices, confidence).to_dict(),
         'families': {f: e.to_dict() for f, e in families.items()},
         'levels': {f'{level:g}': e.to_dict() for level, e in levels.items()},
         'setting_dice': {s.name: v for s, v in results.setting_dice().items()},

@@ -9,8 +9,6 @@ subject to the results store and skipping those already there.
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import platform
 from collections.abc import Callable
 from collections.abc import Mapping
@@ -25,12 +23,15 @@ import torchio as tio
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..datasets import MANIFEST_CSV
+from ..datasets import data_fingerprint
 from ..datasets import load_split
 from ..datasets import read_dataset_info
 from ..labels import CLASS_NAMES
 from ..labels import SYNTHETIC_PREFIX
 from .metrics import overlap_counts
+from .pictures import WORST_DIR
+from .pictures import SubjectPictures
+from .pictures import WorstCases
 from .protocol import Setting
 from .protocol import StressProtocol
 from .results import StressResults
@@ -39,9 +40,14 @@ from .store import SUMMARY_JSON
 from .store import ResultsError
 from .store import ResultsWriter
 from .store import complete_shards
+from .store import header_differences
+from .store import header_path
 from .store import load_results
 from .store import make_header
 from .store import merge_shards
+from .store import read_header
+from .store import results_stem
+from .store import scan_results
 from .store import shard_subjects
 from .store import write_json
 
@@ -49,11 +55,107 @@ Predictor = Callable[[torch.Tensor], torch.Tensor]
 """``image (C, D, H, W) float in [0, 1] -> label map (D, H, W), integer``."""
 
 
+class ModelOutputError(ValueError):
+    """The model's output breaks the contract (shape, channels, finite logits)."""
+
+
+class ModelError(RuntimeError):
+    """The model failed or misbehaved on one subject under one setting.
+
+    The message names the subject, the setting and the model's own message,
+    so that nothing is scored from a broken model.
+    """
+
+
+class OutputContract(torch.nn.Module):
+    """Wrap a network so every forward pass checks its logits.
+
+    The output must be a ``(B, K, *patch)`` tensor with ``K == num_classes``
+    and only finite values (one :func:`torch.aminmax` reduction per batch of
+    patches). NaN logits would otherwise be argmaxed to background and
+    scored as a real, low Dice.
+
+    Args:
+        module: The network.
+        num_classes: Output channels expected (background included).
+
+    Example:
+        >>> net = OutputContract(torch.nn.Conv3d(1, 6, 1), num_classes=6)
+        >>> net(torch.zeros(1, 1, 4, 4, 4)).shape
+        torch.Size([1, 6, 4, 4, 4])
+        >>> OutputContract(torch.nn.Conv3d(1, 3, 1), 6)(torch.zeros(1, 1, 4, 4, 4))
+        Traceback (most recent call last):
+        ...
+        torchio_ramp.stress.runner.ModelOutputError: the model returned 3 channels but the dataset has 6 classes (background included)
+    """  # noqa: E501
+
+    def __init__(self, module: torch.nn.Module, num_classes: int):
+        super().__init__()
+        self.module = module
+        self.num_classes = int(num_classes)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        output = self.module(patches)
+        if not isinstance(output, torch.Tensor):
+            message = f'the model returned {type(output).__name__}, not a tensor'
+            raise ModelOutputError(message)
+        shape = tuple(output.shape)
+        if len(shape) != 5 or shape[0] != patches.shape[0]:
+            message = (
+                f'the model returned shape {shape} for patches of shape'
+                f' {tuple(patches.shape)}; expected logits (B, K, D, H, W)'
+            )
+            raise ModelOutputError(message)
+        if shape[1] != self.num_classes:
+            message = (
+                f'the model returned {shape[1]} channels but the dataset has'
+                f' {self.num_classes} classes (background included)'
+            )
+            raise ModelOutputError(message)
+        low, high = torch.aminmax(output.detach())
+        if not bool(torch.isfinite(low) & torch.isfinite(high)):
+            bad = int((~torch.isfinite(output.detach())).sum())
+            message = (
+                f'the model returned non-finite logits (NaN or Inf in {bad} of'
+                f' {output.numel()} values)'
+            )
+            raise ModelOutputError(message)
+        return output
+
+
+def expected_channels(class_names: Mapping[int, str]) -> int:
+    """Output channels a model needs for these label values (background 0).
+
+    Example:
+        >>> expected_channels({1: 'liver', 2: 'spleen', 5: 'colon'})
+        6
+    """
+    return max([0, *map(int, class_names)]) + 1
+
+
+def _predict(
+    predictor: Predictor,
+    volume: torch.Tensor,
+    subject_id: str,
+    setting: Setting,
+) -> Any:
+    where = f'subject {subject_id!r}, setting {setting.name}'
+    try:
+        return predictor(volume)
+    except ModelOutputError as error:
+        raise ModelError(f'{where}: {error}') from error
+    except Exception as error:  # the model's code: say where it failed
+        text = str(error).strip().splitlines()
+        detail = f'{type(error).__name__}: {text[0] if text else ""}'.rstrip(': ')
+        raise ModelError(f'the model failed on {where}: {detail}') from error
+
+
 def _check_prediction(
     prediction: Any,
     label: torch.Tensor,
     subject_id: str,
     setting: Setting,
+    num_labels: int | None = None,
 ) -> torch.Tensor:
     prediction = torch.as_tensor(prediction)
     where = f'subject {subject_id!r}, setting {setting.name}'
@@ -69,6 +171,14 @@ def _check_prediction(
             f' shape {tuple(label.shape)} for {where}'
         )
         raise ValueError(message)
+    if num_labels is not None and prediction.numel():
+        low, high = (int(v) for v in torch.aminmax(prediction))
+        if low < 0 or high >= num_labels:
+            message = (
+                f'the predictor returned labels in [{low}, {high}] for {where};'
+                f' the dataset has labels 0..{num_labels - 1}'
+            )
+            raise ModelError(message)
     return prediction
 
 
@@ -83,6 +193,7 @@ def evaluate_subject(
     image_name: str = 'ct',
     label_name: str = 'label',
     progress: bool = False,
+    observe: Callable[[Setting, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Score one subject on the clean volume and every corrupted setting.
 
@@ -100,6 +211,8 @@ def evaluate_subject(
         image_name: Key of the CT in ``subject``.
         label_name: Key of the label map in ``subject``.
         progress: Show a progress bar over the settings.
+        observe: Called with ``(setting, volume, prediction)`` for every
+            setting (e.g. to keep failure pictures).
 
     Returns:
         One row (a dict with the keys of
@@ -109,6 +222,9 @@ def evaluate_subject(
         ValueError: If a prediction or the label does not have the CT's
             spatial shape (naming the subject and setting).
         TypeError: If the predictor does not return integer labels.
+        ModelError: If the predictor raises (e.g. :class:`OutputContract`
+            finds NaN logits) or returns labels outside the dataset's; the
+            message names the subject, the setting and the model's message.
 
     Example:
         >>> from torchio_ramp.datasets import phantom_subject
@@ -126,6 +242,10 @@ def evaluate_subject(
     label_image = subject[label_name]
     label = label_image.data[0]
     image = protocol.normalize(subject, image_name)
+    # Predictors that need the subject itself (nnU-Net: its HU and spacing)
+    bind = getattr(predictor, 'for_subject', None)
+    if bind is not None:
+        predictor = bind(subject, image_name)
     if tuple(image.shape[1:]) != tuple(label.shape):
         message = (
             f'subject {subject_id!r}: the label has shape {tuple(label.shape)} but'
@@ -143,8 +263,14 @@ def evaluate_subject(
     )
     # Only the volume being predicted is alive: the loop variable is dropped
     # before the generator makes the next one.
-    for setting, volume in protocol.volumes(image, subject_id):
-        prediction = _check_prediction(predictor(volume), label, subject_id, setting)
+    num_labels = expected_channels(class_names)
+    ct = subject[image_name]
+    volumes = protocol.volumes(image, subject_id, hu=ct.data, spacing=ct.spacing)
+    for setting, volume in volumes:
+        output = _predict(predictor, volume, subject_id, setting)
+        prediction = _check_prediction(output, label, subject_id, setting, num_labels)
+        if observe is not None:
+            observe(setting, volume, prediction)
         del volume
         bar.update()
         counts = overlap_counts(prediction, label, classes)
@@ -209,18 +335,29 @@ def results_from_rows(
     )
 
 
-def _data_fingerprint(root: Path, subject_ids: Sequence[str]) -> str:
-    """SHA-256 over the split's ids and the image/label checksums of the manifest."""
-    checksums: dict[str, str] = {}
-    manifest = root / MANIFEST_CSV
-    if manifest.is_file():
-        with manifest.open(newline='', encoding='utf-8') as f:
-            for row in csv.DictReader(f):
-                checksums[row.get('id', '')] = (
-                    f'{row.get("image_sha256", "")}:{row.get("label_sha256", "")}'
-                )
-    text = '\n'.join(f'{i}\t{checksums.get(i, "")}' for i in sorted(subject_ids))
-    return hashlib.sha256(text.encode('utf-8')).hexdigest()
+def complete_single_run(out: Path, header: Mapping[str, Any]) -> Path | None:
+    """``out/results.csv`` if it is a complete run made with ``header``'s
+    binding arguments (so a sharded re-run has nothing to do), else ``None``.
+
+    Example:
+        >>> complete_single_run(Path('results'), header)  # doctest: +SKIP
+        PosixPath('results/results.csv')
+    """
+    path = Path(out) / f'{results_stem(None)}.csv'
+    if not path.is_file():
+        return None
+    try:
+        old = read_header(header_path(path))
+    except (FileNotFoundError, ResultsError):
+        return None
+    if old.get('shard') is not None or header_differences(old, header):
+        return None
+    if sorted(old.get('subjects', [])) != sorted(header['subjects']):
+        return None
+    scanned = scan_results(path, old)
+    if scanned.damaged_tail or sorted(scanned.subjects) != sorted(header['subjects']):
+        return None
+    return path
 
 
 def dataset_classes(info: Mapping[str, Any]) -> dict[int, str]:
@@ -292,6 +429,8 @@ def run_stress_test(
     session: Mapping[str, Any] | None = None,
     shard: tuple[int, int] | None = None,
     progress: bool = False,
+    verify: str | None = None,
+    save_worst: int = 0,
 ) -> RunOutcome:
     """Stress-test a predictor on a prepared dataset split.
 
@@ -315,9 +454,19 @@ def run_stress_test(
             batch size); not compared.
         shard: ``(index, count)``, or ``None`` for all subjects.
         progress: Show progress bars.
+        verify: How the split's files are checked against ``manifest.csv``
+            (``'sha256'`` or ``'size'``, see :mod:`torchio_ramp.integrity`).
+            Either way the run's data identity (``data_sha256``) is computed
+            from the SHA-256 of the files on disk, so results made from other
+            bytes are never resumed.
+        save_worst: Keep failure pictures of the worst ``save_worst``
+            subjects of each family in ``out/worst`` (see
+            :mod:`~torchio_ramp.stress.pictures`); 0: none.
 
     Raises:
         FileNotFoundError: If ``data`` is not a prepared dataset.
+        ~torchio_ramp.integrity.IntegrityError: If a file is truncated or
+            differs from the manifest.
         ValueError: If the split is empty or unknown.
         ~torchio_ramp.stress.store.ResultsError: If ``out`` holds results
             made with other arguments.
@@ -331,7 +480,7 @@ def run_stress_test(
     root = Path(data)
     out = Path(out)
     info = read_dataset_info(root)
-    dataset = load_split(root, split)
+    dataset = load_split(root, split, verify=verify)
     ids = [str(s['subject_id']) for s in dataset.dry_iter()]
     index_of = {subject_id: i for i, subject_id in enumerate(ids)}
     mine = shard_subjects(ids, shard)
@@ -344,7 +493,7 @@ def run_stress_test(
         **(model_arguments or {}),
         **protocol.to_dict(),
         'split': split,
-        'data_sha256': _data_fingerprint(root, ids),
+        'data_sha256': data_fingerprint(root, ids),
     }
     header = make_header(
         model=name,
@@ -366,7 +515,22 @@ def run_stress_test(
         'host': platform.node(),
         **(session or {}),
     }
+    if shard is not None:
+        single = {**header, 'shard': None, 'subjects': sorted(ids)}
+        done = complete_single_run(out, single)
+        if done is not None:  # e.g. torchrun over a finished one-process run
+            summary = out / SUMMARY_JSON
+            return RunOutcome(
+                results=done,
+                evaluated=[],
+                skipped=list(mine),
+                subjects=mine,
+                summary=summary if summary.is_file() else None,
+            )
     evaluated = []
+    worst = None
+    if save_worst:
+        worst = WorstCases(out / WORST_DIR, save_worst, mine)
     with ResultsWriter(out, header, session=facts) as writer:
         skipped = [s for s in mine if s in writer.completed]
         bar = tqdm(
@@ -377,6 +541,9 @@ def run_stress_test(
         )
         for subject_id in bar:
             subject = dataset[index_of[subject_id]]
+            pictures = None
+            if worst is not None:
+                pictures = SubjectPictures(subject['label'].data[0], protocol.families)
             rows = evaluate_subject(
                 predictor,
                 subject,
@@ -385,8 +552,11 @@ def run_stress_test(
                 annotated=annotated,
                 model=name,
                 progress=progress,
+                observe=None if pictures is None else pictures.observe,
             )
             writer.append(subject_id, rows)
+            if worst is not None:
+                worst.offer(subject_id, rows, pictures)
             evaluated.append(subject_id)
     outcome = RunOutcome(
         results=writer.csv_path,

@@ -17,8 +17,9 @@ on their own from ``torchio_ramp.training``:
 * :func:`evaluate`: mean Dice over the dataset's annotated classes with
   :class:`~torchio_ramp.inference.SlidingWindowPredictor` and the stress
   test's :func:`~torchio_ramp.stress.metrics.dice_per_class`;
-* :class:`RunFolder`: the checkpoint folder (``best.pt`` TorchScript,
-  ``best_state_dict.pt``, ``last.pt``, ``metrics.csv``, ``config.json``);
+* :class:`RunFolder`: the checkpoint folder (``best.pt2`` torch.export,
+  ``best.pt`` TorchScript, ``best_state_dict.pt``, ``last.pt``, ``metrics.csv``,
+  ``config.json``);
 * :func:`train`: the loop that ties them together, driven by a
   :class:`TrainingConfig`.
 

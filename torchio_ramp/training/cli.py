@@ -13,10 +13,10 @@ Continue an interrupted run (the saved options are reused)::
 
     ramp-train --out runs/ramp --resume
 
-The run folder receives ``best.pt`` (TorchScript), ``best_state_dict.pt``,
-``last.pt``, ``metrics.csv`` and ``config.json``; stress-test the model with
-``ramp-stress run --model runs/ramp/best.pt --data prepared/totalseg --out
-stress/ramp``. The loop itself is :func:`torchio_ramp.training.train`.
+The run folder receives ``best.pt2`` (``torch.export``), ``best.pt``
+(TorchScript, legacy), ``best_state_dict.pt``, ``last.pt``, ``metrics.csv`` and
+``config.json``; stress-test the model with ``ramp-stress run --model
+runs/ramp/best.pt2 --data prepared/totalseg --out stress/ramp``. The loop itself is :func:`torchio_ramp.training.train`.
 """  # noqa: E501
 
 from __future__ import annotations
@@ -28,7 +28,15 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from .. import __version__
+from ..cli_options import data_option
+from ..cli_options import device_option
 from ..cli_options import family_names
+from ..cli_options import hu_range_option
+from ..cli_options import progress_option
+from ..cli_options import seed_option
+from ..cli_options import size_option
+from ..cli_options import workers_option
 from ..models import UNET_PRESETS
 from ..pipelines import STRATEGIES
 from .config import TrainingConfig
@@ -65,20 +73,6 @@ CONFIG_OPTIONS = (
 ABLATION_OPTIONS = ('exclude_families', 'num_corruptions', 'p_corrupt')
 
 
-def _sizes(ctx, param, value: str | None) -> tuple[int, int, int] | None:
-    if value is None:
-        return None
-    try:
-        parts = [int(v) for v in value.replace('x', ',').split(',')]
-    except ValueError as error:
-        raise click.BadParameter(f'expected N or N,N,N, got {value!r}') from error
-    if len(parts) == 1:
-        parts *= 3
-    if len(parts) != 3 or min(parts) < 0:
-        raise click.BadParameter(f'expected N or N,N,N, got {value!r}')
-    return (parts[0], parts[1], parts[2])
-
-
 def _count(ctx, param, value: str | None) -> int | tuple[int, int] | None:
     if value is None:
         return None
@@ -95,16 +89,14 @@ def _count(ctx, param, value: str | None) -> int | tuple[int, int] | None:
 
 
 @click.command(context_settings=CONTEXT)
-@click.option(
-    '--data',
-    type=click.Path(file_okay=False, path_type=Path),
-    help='Dataset folder prepared by ramp-prep (required unless --resume).',
-)
+@click.version_option(__version__, prog_name='ramp-train')
+@data_option(help='Dataset folder prepared by ramp-prep (required unless --resume).')
 @click.option(
     '--out',
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help='Run folder: best.pt, best_state_dict.pt, last.pt, metrics.csv, config.json.',
+    help='Run folder: best.pt2, best.pt, best_state_dict.pt, last.pt, metrics.csv,'
+    ' config.json.',
 )
 @click.option(
     '--strategy',
@@ -135,21 +127,11 @@ def _count(ctx, param, value: str | None) -> int | tuple[int, int] | None:
     type=click.FloatRange(0, 1),
     help='Probability of the corruption stage, p_RAMP (Table 14) [default 0.85].',
 )
-@click.option(
-    '--hu-range',
-    nargs=2,
-    type=float,
-    default=(-200.0, 300.0),
-    show_default=True,
-    metavar='LOW HIGH',
-    help='HU window of CTNormalize.',
-)
-@click.option(
+@hu_range_option(default=(-200.0, 300.0), show_default=True)
+@size_option(
     '--patch-size',
-    callback=_sizes,
     default='64',
     show_default=True,
-    metavar='N|N,N,N',
     help='Training and sliding-window patch size (multiples of 2^(stages-1)).',
 )
 @click.option(
@@ -168,12 +150,8 @@ def _count(ctx, param, value: str | None) -> int | tuple[int, int] | None:
 )
 @click.option('--queue-length', type=int, default=64, show_default=True)
 @click.option('--samples-per-volume', type=int, default=8, show_default=True)
-@click.option(
-    '--workers',
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help='Processes loading and augmenting subjects for the queue.',
+@workers_option(
+    default=0, help='Processes loading and augmenting subjects for the queue.'
 )
 @click.option('--epochs', type=click.IntRange(min=1), default=50, show_default=True)
 @click.option(
@@ -191,19 +169,13 @@ def _count(ctx, param, value: str | None) -> int | tuple[int, int] | None:
 )
 @click.option('--lr', type=float, help='Initial LR [default: adamw 1e-3, sgd 1e-2].')
 @click.option('--weight-decay', type=float, default=3e-5, show_default=True)
-@click.option('--seed', type=int, default=0, show_default=True)
-@click.option(
+@seed_option(help='Seed of the weights, patch sampling and augmentation.')
+@size_option(
     '--val-overlap',
-    callback=_sizes,
-    metavar='N|N,N,N',
+    allow_zero=True,
     help='Sliding-window overlap of validation [default: half the patch].',
 )
-@click.option(
-    '--device',
-    default='auto',
-    show_default=True,
-    help='auto (cuda:$LOCAL_RANK if available, else cpu), cpu, cuda, cuda:1...',
-)
+@device_option()
 @click.option('--amp', is_flag=True, help='bfloat16 autocast on CUDA.')
 @click.option(
     '--init-weights',
@@ -216,7 +188,7 @@ def _count(ctx, param, value: str | None) -> int | tuple[int, int] | None:
     is_flag=True,
     help='Continue the run in --out from last.pt with its saved options.',
 )
-@click.option('--progress/--no-progress', default=True, help='Show progress bars.')
+@progress_option()
 @click.pass_context
 def main(ctx: click.Context, out: Path, resume: bool, progress: bool, **options):
     """Patch-queue training of a 3D U-Net with a RAMP augmentation strategy."""
@@ -230,6 +202,9 @@ def main(ctx: click.Context, out: Path, resume: bool, progress: bool, **options)
         result = train(config, resume=resume, progress=progress)
     except (FileExistsError, FileNotFoundError, ValueError, TypeError) as error:
         raise click.ClickException(str(error)) from error
+    except OSError as error:  # e.g. disk full while saving a checkpoint
+        where = error.filename if error.filename is not None else out
+        raise click.ClickException(f'{where}: {error.strerror or error}') from error
     if result.run.path.is_dir() and _is_main():
         run = result.run
         click.echo(

@@ -11,7 +11,10 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from ..arguments import check_device
+from ..arguments import parse_size
 from ..models import UNET_PRESETS
+from ..operators import seed_value
 from ..pipelines import STRATEGIES
 from ..transforms.normalization import DEFAULT_HU_RANGE
 from .losses import DEFAULT_LR
@@ -91,15 +94,11 @@ class TrainingConfig:
         self.hu_range = (float(self.hu_range[0]), float(self.hu_range[1]))
         if not self.hu_range[0] < self.hu_range[1]:
             raise ValueError(f'hu_range must satisfy low < high, not {self.hu_range}')
-        size = self.patch_size
-        size = (size,) * 3 if isinstance(size, int) else tuple(size)
-        if len(size) != 3 or any(int(s) < 1 for s in size):
-            raise ValueError(f'patch_size must be one or three positive sizes: {size}')
-        self.patch_size = tuple(int(s) for s in size)
+        self.patch_size = parse_size(self.patch_size, 'patch_size')
         if self.val_overlap is not None:
-            overlap = self.val_overlap
-            overlap = (overlap,) * 3 if isinstance(overlap, int) else tuple(overlap)
-            self.val_overlap = tuple(int(o) for o in overlap)
+            self.val_overlap = parse_size(
+                self.val_overlap, 'val_overlap', allow_zero=True
+            )
         if self.strategy not in STRATEGIES:
             valid = ', '.join(STRATEGIES)
             raise ValueError(f'Unknown strategy {self.strategy!r}; valid: {valid}')
@@ -121,6 +120,9 @@ class TrainingConfig:
             )
         if self.workers < 0:
             raise ValueError(f'workers must be >= 0, not {self.workers}')
+        self.seed = seed_value(self.seed, 'seed')
+        if self.device != 'auto':
+            check_device(self.device, 'device')
 
     @property
     def resolved_lr(self) -> float:

@@ -9,6 +9,8 @@ import torch
 import torch.distributed as dist
 import torchio as tio
 
+from .. import arguments
+
 
 @dataclass(frozen=True)
 class DistributedContext:
@@ -55,20 +57,16 @@ class DistributedContext:
 
 
 def resolve_device(name: str, context: DistributedContext) -> torch.device:
-    """``'auto'`` -> ``cuda:LOCAL_RANK`` if CUDA is available, else ``cpu``.
+    """The one device rule (:func:`~torchio_ramp.arguments.resolve_device`) for ``context``.
+
+    ``'auto'`` -> ``cuda:LOCAL_RANK`` if CUDA is available, else ``cpu``;
+    ``'cuda'`` -> ``cuda:LOCAL_RANK``.
 
     Example:
         >>> resolve_device('cpu', DistributedContext())
         device(type='cpu')
-    """
-    if name == 'auto':
-        if torch.cuda.is_available():
-            return torch.device('cuda', context.local_rank)
-        return torch.device('cpu')
-    device = torch.device(name)
-    if device.type == 'cuda' and device.index is None:
-        device = torch.device('cuda', context.local_rank)
-    return device
+    """  # noqa: E501
+    return arguments.resolve_device(name, context.local_rank)
 
 
 def init_distributed(device: torch.device) -> DistributedContext:

@@ -332,6 +332,12 @@ def train(
             run.truncate_metrics(0)
     if resume:
         state = run.load_last()
+        missing = [key for key in RunFolder.LAST_KEYS if key not in state]
+        if missing:
+            raise ValueError(
+                f'{run.file(RunFolder.LAST)} is not a training checkpoint of this'
+                f' tool (missing {missing}); restore it, or start a new --out'
+            )
         model.load_state_dict(state['model'])
         optimizer.load_state_dict(state['optimizer'])
         scheduler.load_state_dict(state['scheduler'])
@@ -471,6 +477,8 @@ def train(
         )
         context.barrier()
 
+    if context.is_main and best_epoch is not None:
+        run.export_program(tuple(config.patch_size))
     return TrainingResult(
         run=run,
         best_epoch=best_epoch,

@@ -33,6 +33,11 @@ class RunFolder:
       ``config.json`` embedded as an extra file); ``ramp-stress run --model
       best.pt`` reads ``hu_range`` and ``patch_size`` from ``config.json``
       beside it;
+    * ``best.pt2``: the same network as a ``torch.export`` archive (dynamic
+      batch, the training patch size, ``config.json`` embedded), written when
+      training ends (and removed while a newer ``best.pt`` awaits it); the
+      format to deploy, as TorchScript is deprecated in PyTorch:
+      ``ramp-stress run --model runs/ramp/best.pt2``;
     * ``best_state_dict.pt``: the same weights as a ``state_dict``, for
       ``--model torchio_ramp.models:unet3d_<size> --weights ...``;
     * ``last.pt``: model, optimiser and schedule after the last finished
@@ -55,8 +60,10 @@ class RunFolder:
     """
 
     TORCHSCRIPT = 'best.pt'
+    PROGRAM = 'best.pt2'
     STATE_DICT = 'best_state_dict.pt'
     LAST = 'last.pt'
+    LAST_KEYS = ('model', 'optimizer', 'scheduler', 'epoch', 'best_val_dice')
     METRICS = 'metrics.csv'
     CONFIG = 'config.json'
 
@@ -113,7 +120,19 @@ class RunFolder:
             raise FileNotFoundError(
                 f'{path} not found: nothing to resume in {self.path}'
             )
-        return torch.load(path, map_location='cpu', weights_only=True)
+        try:
+            state = torch.load(path, map_location='cpu', weights_only=True)
+        except Exception as error:  # truncated, garbled, or not ours
+            raise ValueError(
+                f'{path} is damaged and cannot be resumed from ({_first_line(error)});'
+                ' restore it from a backup, or start a new --out'
+            ) from error
+        if not isinstance(state, dict):
+            raise ValueError(
+                f'{path} is not a training checkpoint of this tool (it holds a'
+                f' {type(state).__name__}); restore it, or start a new --out'
+            )
+        return state
 
     def save_best(self, model: UNet3d, document: Mapping[str, Any]) -> None:
         """Save ``best_state_dict.pt`` and the TorchScript ``best.pt``."""
@@ -130,6 +149,34 @@ class RunFolder:
             scripted = torch.jit.script(export.eval())
             with atomic_path(self.file(self.TORCHSCRIPT)) as tmp:
                 torch.jit.save(scripted, str(tmp), _extra_files=extra)
+        # The archive of older weights would no longer match best.pt.
+        self.file(self.PROGRAM).unlink(missing_ok=True)
+
+    def export_program(self, patch_size: tuple[int, int, int]) -> Path:
+        """Write ``best.pt2``: ``torch.export`` of the best model.
+
+        The batch axis is dynamic; the spatial shape is the training patch
+        (the sliding window's); ``config.json`` is embedded, as in ``best.pt``.
+
+        Raises:
+            FileNotFoundError: If no best checkpoint exists yet.
+
+        Example:
+            >>> RunFolder('runs/ramp').export_program((96, 96, 96))  # doctest: +SKIP
+            PosixPath('runs/ramp/best.pt2')
+        """
+        model = self.load_best('cpu')
+        example = torch.zeros(2, model.init_kwargs.get('in_channels', 1), *patch_size)
+        batch = torch.export.Dim('batch', min=1, max=4096)
+        with torch.no_grad():
+            program = torch.export.export(
+                model, (example,), dynamic_shapes=({0: batch},)
+            )
+        extra = {'config.json': json.dumps(self.read_config(), indent=2)}
+        path = self.file(self.PROGRAM)
+        with atomic_path(path) as tmp, tmp.open('wb') as file:
+            torch.export.save(program, file, extra_files=extra)
+        return path
 
     def load_best(self, device: str | torch.device = 'cpu') -> UNet3d:
         """Rebuild the best model from ``config.json`` and its ``state_dict``.
@@ -193,9 +240,28 @@ def load_initial_weights(model: torch.nn.Module, path: str | Path) -> None:
         path = path / RunFolder.STATE_DICT
     if not path.is_file():
         raise FileNotFoundError(f'init_weights: {path} not found')
-    state = torch.load(path, map_location='cpu', weights_only=True)
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as error:  # unreadable, truncated, or a pickle with code
+        raise ValueError(
+            f'init_weights: cannot read {path} with torch.load(weights_only=True)'
+            f' ({_first_line(error)}); pass a state_dict saved with'
+            ' torch.save(model.state_dict(), path) or a run folder'
+        ) from error
+    if isinstance(state, dict) and isinstance(state.get('model'), dict):
+        state = state['model']  # a last.pt checkpoint
+    if not isinstance(state, dict):
+        message = (
+            f'init_weights: {path} holds a {type(state).__name__}, not a state_dict'
+        )
+        raise ValueError(message)
     try:
         model.load_state_dict(state)
-    except RuntimeError as error:
+    except (RuntimeError, TypeError, AttributeError) as error:
         message = f'init_weights: {path} does not fit the {type(model).__name__}'
-        raise ValueError(f'{message}: {error}') from error
+        raise ValueError(f'{message}: {_first_line(error)}') from error
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f'{type(error).__name__}: {text[0]}' if text else type(error).__name__

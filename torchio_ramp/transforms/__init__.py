@@ -18,6 +18,13 @@ from .ct_intensity import RandomLocalContrast
 from .ct_intensity import RandomSharpen
 from .ct_intensity import RandomTwoStepGamma
 from .ct_intensity import RandomWindowShift
+from .ct_physics import RandomBeamHardening
+from .ct_physics import RandomLimitedAngle
+from .ct_physics import RandomLowDoseNoise
+from .ct_physics import RandomPhotonStarvation
+from .ct_physics import RandomRigidMotion
+from .ct_physics import RandomRingArtifact
+from .ct_physics import RandomSparseView
 from .elastic import DenseElastic
 from .elastic import RandomDenseElastic
 from .laterality import LateralityFlip
@@ -34,6 +41,7 @@ __all__ = [
     'Corruption',
     'DenseElastic',
     'LateralityFlip',
+    'RandomBeamHardening',
     'RandomCTIntensity',
     'RandomCompoundCorruption',
     'RandomContrastReduction',
@@ -45,13 +53,19 @@ __all__ = [
     'RandomIntensityShift',
     'RandomIsotropicBlur',
     'RandomLateralityFlip',
+    'RandomLimitedAngle',
     'RandomLocalContrast',
+    'RandomLowDoseNoise',
     'RandomMotionBlur',
+    'RandomPhotonStarvation',
     'RandomResolutionDegradation',
     'RandomRicianNoise',
+    'RandomRigidMotion',
+    'RandomRingArtifact',
     'RandomSaltPepper',
     'RandomSharpen',
     'RandomSmoothBiasField',
+    'RandomSparseView',
     'RandomSpeckleNoise',
     'RandomStripes',
     'RandomTwoStepGamma',

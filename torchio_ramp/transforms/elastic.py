@@ -9,12 +9,12 @@ import torch
 import torchio as tio
 from torchio.transforms.augmentation import RandomTransform
 
-from ..kernels.base import check_intensities
 from ..kernels.elastic import elastic_grid
 from ..kernels.elastic import sample_many
 from ..operators import seed_value
 from .operation import delegated_arguments
 from .shell import LightCopy
+from .spatial import check_finite
 from .spatial import check_same_grid
 from .spatial import spatial_images
 
@@ -77,9 +77,7 @@ class DenseElastic(LightCopy, tio.SpatialTransform):
         if not images:
             return subject
         check_same_grid(images, self.name)
-        for name, image in images.items():
-            if not isinstance(image, tio.LabelMap):
-                check_intensities(image.data, name, self.name, normalized=False)
+        check_finite(images, self.name)
         generator = torch.Generator().manual_seed(self.seed)
         grid = elastic_grid(
             next(iter(images.values())).spatial_shape,

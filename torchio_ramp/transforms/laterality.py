@@ -18,6 +18,7 @@ from torchio.transforms.augmentation.spatial.random_flip import _ensure_axes_ind
 
 from .operation import delegated_arguments
 from .shell import LightCopy
+from .spatial import check_finite
 from .spatial import check_same_grid
 from .spatial import flip
 from .spatial import spatial_images
@@ -105,6 +106,7 @@ class LateralityFlip(LightCopy, tio.Flip):
         if not images:
             return subject
         check_same_grid(images, self.name)
+        check_finite(images, self.name)
         axes = sorted(set(_ensure_axes_indices(subject, self.axes)))
         for image in images.values():
             data = flip(image.data, axes)
@@ -144,11 +146,13 @@ class RandomLateralityFlip(LightCopy, tio.RandomFlip):
         self.label_pairs = dict(label_pairs) if label_pairs else None
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
-        check_same_grid(spatial_images(self, subject), type(self).__name__)
+        images = spatial_images(self, subject)
+        check_same_grid(images, type(self).__name__)
         potential = _ensure_axes_indices(subject, self.axes)
         hot = self.get_params(self.flip_probability)
         axes = [i for i in range(3) if hot[i] and i in potential]
-        if not axes:
+        if not axes:  # LateralityFlip checks otherwise
+            check_finite(images, type(self).__name__)
             return subject
         arguments = delegated_arguments(self)
         flip = LateralityFlip(axes=axes, label_pairs=self.label_pairs, **arguments)

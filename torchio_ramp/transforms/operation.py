@@ -129,7 +129,13 @@ class OperatorTransform(LightCopy, tio.IntensityTransform):
             # an intermediate image of this call may be overwritten
             target = data if owned(data) and self.operator.writes_out else None
             try:  # the kernel checks its input (one reduction)
-                out = self.operator(data, generator=generator, out=target, **parameters)
+                out = self.operator(
+                    data,
+                    generator=generator,
+                    out=target,
+                    spacing=image.spacing,
+                    **parameters,
+                )
             except IntensityError as error:
                 raise error.renamed(self.name, image_name) from None
             image.set_data(out)
@@ -397,7 +403,15 @@ def _bound_signature(spec: Operator) -> inspect.Signature:
 
 def _bound_docstring(cls: type, spec: Operator) -> str:
     summary = (cls.__doc__ or spec.title).strip()
-    lines = [summary, '', f'{spec.summary} Paper: {spec.reference}.', '', 'Args:']
+    source = 'Reference' if spec.domain == 'hu' else 'Paper'
+    lines = [summary, '', f'{spec.summary} {source}: {spec.reference}.', '']
+    if spec.domain == 'hu':
+        lines += [
+            'Acts on the CT in Hounsfield units, before'
+            ' :class:`~torchio_ramp.CTNormalize`, with the image spacing in mm.',
+            '',
+        ]
+    lines.append('Args:')
     for p in spec.parameters:
         lines.append(
             f'    {p.name}: Range of the {p.doc}, sampled uniformly per image'
@@ -407,13 +421,18 @@ def _bound_docstring(cls: type, spec: Operator) -> str:
         lines.append(f'    {o.name}: Fixed {o.doc} (default ``{o.default!r}``).')
     lines.append('    **kwargs: See :class:`torchio.transforms.Transform`.')
     name = cls.__name__
+    example = (
+        'torch.rand(1, 16, 16, 2) * 1000 - 500'  # HU
+        if spec.domain == 'hu'
+        else 'torch.rand(1, 16, 16, 16)'
+    )
     lines += [
         '',
         'Example:',
         '    >>> import torch',
         '    >>> import torchio as tio',
         f'    >>> from torchio_ramp import {name}',
-        '    >>> ct = tio.ScalarImage(tensor=torch.rand(1, 16, 16, 16))',
+        f'    >>> ct = tio.ScalarImage(tensor={example})',
         '    >>> subject = tio.Subject(ct=ct)',
         f'    >>> transformed = {name}()(subject)',
         '    >>> replayed = transformed.get_composed_history()(subject)',

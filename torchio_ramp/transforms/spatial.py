@@ -7,6 +7,8 @@ from collections.abc import Mapping
 import torch
 import torchio as tio
 
+from ..kernels.base import check_intensities
+
 
 def spatial_images(transform: tio.Transform, subject: tio.Subject) -> dict:
     """Images a spatial transform moves (intensity images and label maps).
@@ -49,6 +51,19 @@ def check_same_grid(images: Mapping[str, tio.Image], owner: str) -> None:
         if image.data.numel() == 0:
             shape = tuple(image.data.shape)
             raise ValueError(f'{owner}: image "{name}" is empty (shape {shape})')
+
+
+def check_finite(images: Mapping[str, tio.Image], owner: str) -> None:
+    """Refuse NaN/Inf in the intensity images (one reduction each).
+
+    Label maps are integers in practice and are not checked.
+
+    Raises:
+        ~torchio_ramp.kernels.IntensityError: Naming ``owner`` and the image.
+    """
+    for name, image in images.items():
+        if not isinstance(image, tio.LabelMap) and image.data.is_floating_point():
+            check_intensities(image.data, name, owner, normalized=False)
 
 
 def flip(data: torch.Tensor, axes: list[int]) -> torch.Tensor:
