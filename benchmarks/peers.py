@@ -8,12 +8,13 @@ built-ins are in :mod:`torchio_equivalents`.
 
 Each peer is built for our kernel parameters (the middle of each training
 range) and called the way that library is used: MONAI array transforms on a
-tensor (with ``monai.data.set_track_meta(False)``, MONAI's fastest setting,
-so no ``MetaTensor`` wrapping), batchgeneratorsv2 transforms on a
-``{'image': tensor}`` dictionary. Peers that modify their input in place
-(most of batchgeneratorsv2) get a fresh copy of the patch before each call,
-outside the timed region, as they would get freshly loaded data; their random
-state is seeded outside the timed region too.
+tensor (with ``monai.data.set_track_meta(False)`` around each call, MONAI's
+fastest setting, so no ``MetaTensor`` wrapping; the flag is restored after),
+batchgeneratorsv2 transforms on a ``{'image': tensor}`` dictionary. Peers
+that modify their input in place (most of batchgeneratorsv2) get a fresh copy
+of the patch before each call, outside the timed region, as they would get
+freshly loaded data; their random state is seeded outside the timed region
+too.
 """
 
 from __future__ import annotations
@@ -87,7 +88,17 @@ class MonaiCall(PeerCall):
             self.current.set_random_state(seed=index)
 
     def __call__(self, x: torch.Tensor) -> object:
-        return self.current(x)
+        from monai.data import get_track_meta
+        from monai.data import set_track_meta
+
+        # MONAI's fastest setting for this call only: the global flag is
+        # restored, so other MONAI users in the process keep MetaTensors
+        previous = get_track_meta()
+        set_track_meta(False)
+        try:
+            return self.current(x)
+        finally:
+            set_track_meta(previous)
 
 
 class BatchgeneratorsCall(PeerCall):
@@ -157,9 +168,6 @@ def _axis(index: int) -> int:
 
 
 def _monai(name: str, *args: Any, **kwargs: Any) -> Any:
-    from monai.data import set_track_meta
-
-    set_track_meta(False)
     transforms = importlib.import_module('monai.transforms')
     return getattr(transforms, name)(*args, **kwargs)
 
