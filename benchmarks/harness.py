@@ -23,8 +23,10 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 SLOW_CALL_S = 0.25
 """Calls slower than this (seconds, in the warm-up) get ``slow_repeats`` repeats."""
@@ -95,8 +97,41 @@ def no_gc() -> Iterator[None]:
             gc.enable()
 
 
+@dataclass(frozen=True)
+class Staged:
+    """A candidate with an untimed set-up: only ``run(setup(i))`` is timed.
+
+    For peers that modify their input in place (they get a fresh copy of the
+    patch per call, as they would get freshly loaded data) or seed a library's
+    random state.
+
+    Example:
+        >>> staged = Staged(setup=lambda i: [i], run=lambda state: state.append(0))
+        >>> time_round_robin({'append': staged}, repeats=2)['append'].repeats
+        2
+    """
+
+    setup: Callable[[int], Any]
+    run: Callable[[Any], object]
+
+
+Candidate = Callable[[int], object] | Staged
+
+
+def _call(candidate: Candidate, index: int) -> float:
+    """Seconds of one timed call (the set-up of a :class:`Staged` excluded)."""
+    if isinstance(candidate, Staged):
+        state = candidate.setup(index)
+        start = time.perf_counter()
+        candidate.run(state)
+    else:
+        start = time.perf_counter()
+        candidate(index)
+    return time.perf_counter() - start
+
+
 def time_round_robin(
-    candidates: Mapping[str, Callable[[int], object]],
+    candidates: Mapping[str, Candidate],
     repeats: int,
     warmup: int = 2,
     slow_repeats: int = 5,
@@ -104,7 +139,8 @@ def time_round_robin(
     """Time each candidate ``repeats`` times, one call of each in turn.
 
     Args:
-        candidates: Name -> function of the repeat index (used as a seed).
+        candidates: Name -> function of the repeat index (used as a seed), or
+            a :class:`Staged` candidate.
         repeats: Timed calls per candidate.
         warmup: Untimed calls per candidate first (seeds ``-1, -2, ...``
             mapped to large positive seeds).
@@ -124,9 +160,7 @@ def time_round_robin(
         for name, function in candidates.items():
             elapsed = 0.0
             for w in range(warmup):
-                start = time.perf_counter()
-                function(10_000 + w)
-                elapsed = time.perf_counter() - start
+                elapsed = _call(function, 10_000 + w)
             slow = elapsed > SLOW_CALL_S
             targets[name] = min(repeats, slow_repeats) if slow else repeats
         seconds: dict[str, list[float]] = {name: [] for name in candidates}
@@ -134,10 +168,61 @@ def time_round_robin(
             for name, function in candidates.items():
                 if len(seconds[name]) >= targets[name]:
                     continue
-                start = time.perf_counter()
-                function(index)
-                seconds[name].append(time.perf_counter() - start)
+                seconds[name].append(_call(function, index))
     return {name: Timing(values) for name, values in seconds.items()}
+
+
+RANDOM_OPERATORS = frozenset(
+    {
+        'bernoulli',
+        'bernoulli_',
+        'exponential_',
+        'multinomial',
+        'normal',
+        'normal_',
+        'rand',
+        'rand_like',
+        'randint',
+        'randint_like',
+        'randn',
+        'randn_like',
+        'random_',
+        'randperm',
+        'uniform_',
+    }
+)
+"""aten operators that draw random numbers."""
+
+
+class OperatorClock(TorchDispatchMode):
+    """Wall time spent inside torch operators, and inside random-number ones.
+
+    Each operator is timed around its own execution, so the clock's own
+    overhead (a Python call per operator) is not counted; the rest of a call's
+    wall time is Python: argument handling, TorchIO's subject and history.
+    Use one clock per measured call.
+
+    Example:
+        >>> import torch
+        >>> with OperatorClock() as clock:
+        ...     _ = torch.randn(1000).add_(1)
+        >>> clock.random_seconds > 0 and clock.seconds >= clock.random_seconds
+        True
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds = 0.0
+        self.random_seconds = 0.0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        start = time.perf_counter()
+        result = func(*args, **(kwargs or {}))
+        elapsed = time.perf_counter() - start
+        self.seconds += elapsed
+        if func.overloadpacket.__name__ in RANDOM_OPERATORS:
+            self.random_seconds += elapsed
+        return result
 
 
 def load_average() -> str:

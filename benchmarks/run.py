@@ -2,11 +2,14 @@
 
 Prints markdown tables: every operator (our kernel, our TorchIO transform,
 TorchIO's closest built-in, a plain-torch reference; ratios; two-thread time;
-new buffers; peak memory on a large CT), the RAMP pipelines against the same
-pipelines built from TorchIO's built-ins, reference costs (one memory pass,
-random numbers, TorchIO's deep copy), ``tio.Queue`` throughput, peak memory,
-the elastic field's equivalence with the dense definition, and a summary of
-the speed and memory targets (met or missed, by how much).
+new buffers; peak memory on a large CT), our transforms against the same
+augmentation in TorchIO, MONAI and batchgeneratorsv2 (the last two optional),
+where each operator's time goes (transform shell, kernel, random numbers), the
+RAMP pipelines against the same pipelines built from TorchIO's built-ins and
+against one ``torch.randn`` of the patch in the same run, reference costs (one
+memory pass, random numbers, TorchIO's deep copy), ``tio.Queue`` throughput,
+peak memory, the elastic field's equivalence with the dense definition, and a
+summary of the targets (met or missed, by how much).
 
 Method: a 1 x 128^3 float32 phantom CT patch in [0, 1] (1 mm voxels),
 ``torch.set_num_threads(1)`` (the setting inside DataLoader workers) except in
@@ -41,6 +44,7 @@ from typing import Any
 
 import elastic_equivalence
 import memory
+import peers
 import queue_throughput
 import torch
 from cases import PIPELINES
@@ -49,6 +53,8 @@ from cases import PipelineCase
 from cases import make_patch
 from cases import make_subject
 from cases import operator_cases
+from harness import OperatorClock
+from harness import Staged
 from harness import Timing
 from harness import code_version
 from harness import format_ms
@@ -67,6 +73,8 @@ PLAIN_TARGET = 1.5
 MEMORY_TARGET = 3.0
 ELASTIC_TARGET_MS = 100.0
 PIPELINE_SPEEDUP_TARGET = 5.0
+PEER_TARGET = 1.0
+FLOOR = 'torch.randn'
 
 
 @dataclass(frozen=True)
@@ -114,10 +122,47 @@ class OperatorResult:
     two_threads: Timing
     max_difference: float
     buffers: list[memory.Allocation] = field(default_factory=list)
+    peers: tuple[peers.Peer, ...] = ()
+    clock: OperatorTiming | None = None
 
     def median(self, name: str) -> float | None:
         timing = self.timings.get(name)
         return None if timing is None else timing.median_ms
+
+    def fastest_peer(self) -> tuple[str, float] | None:
+        """(label, median ms) of the fastest TorchIO / MONAI / bgv2 transform."""
+        found = [
+            (label, timing.median_ms)
+            for label, timing in self.timings.items()
+            if label == 'torchio' or label in peers.LIBRARIES
+        ]
+        if not found:
+            return None
+        label, value = min(found, key=lambda item: item[1])
+        return _PEER_LABELS.get(label, label), value
+
+
+_PEER_LABELS = {'torchio': 'TorchIO'}
+
+
+@dataclass
+class OperatorTiming:
+    """Seconds inside torch operators and random-number operators, per call."""
+
+    seconds: list[float] = field(default_factory=list)
+    random_seconds: list[float] = field(default_factory=list)
+
+    def record(self, clock: OperatorClock) -> None:
+        self.seconds.append(clock.seconds)
+        self.random_seconds.append(clock.random_seconds)
+
+    @property
+    def median_ms(self) -> float:
+        return 1e3 * statistics.median(self.seconds)
+
+    @property
+    def random_median_ms(self) -> float:
+        return 1e3 * statistics.median(self.random_seconds)
 
 
 @dataclass
@@ -128,6 +173,15 @@ class PipelineResult:
     ours: Timing | None
     two_threads: Timing | None
     torchio: Timing | None
+    floor: Timing | None = None
+    clock: OperatorTiming | None = None
+
+    @property
+    def floor_ratio(self) -> float | None:
+        """Our median over the median of one ``torch.randn`` of the patch."""
+        if self.ours is None or self.floor is None:
+            return None
+        return ratio(self.ours.median_ms, self.floor.median_ms)
 
 
 def _progress(message: str) -> None:
@@ -142,20 +196,37 @@ def measure_operator(
     image: torch.Tensor,
     config: Config,
 ) -> OperatorResult:
-    """Time ours / TorchIO / plain torch round-robin, then at two threads."""
+    """Time ours / TorchIO / peers / plain torch round-robin, then at two threads.
+
+    One more candidate runs our kernel under an :class:`OperatorClock`, for the
+    time inside torch operators and random-number draws (its wall time, which
+    includes the clock's overhead, is not reported).
+    """
     subject = make_subject(image)
-    candidates: dict[str, Callable[[int], object]] = {}
+    candidates: dict[str, Callable[[int], object] | Staged] = {}
+    clock = OperatorTiming()
     if case.kernel is not None:
         candidates['kernel'] = lambda i: case.run_kernel(image, i)
+
+        def clocked(i: int) -> None:
+            with OperatorClock() as operator_clock:
+                case.run_kernel(image, i)
+            clock.record(operator_clock)
+
+        candidates['clocked kernel'] = clocked
     candidates['transform'] = lambda i: case.transform(i)(subject)
     if case.reference is not None:
         candidates['reference'] = lambda i: case.run_reference(image, i)
     torchio_transform = case.torchio_transform()
     if torchio_transform is not None:
         candidates['torchio'] = lambda i: torchio_transform(subject)
+    present = peers.peers_for(case.name)
+    for peer in present:
+        candidates[peer.library] = _peer_candidate(peer, case, image)
     timings = time_round_robin(
         candidates, config.repeats, config.warmup, config.slow_repeats
     )
+    timings.pop('clocked kernel', None)
     main = 'kernel' if case.kernel is not None else 'transform'
     with num_threads(2):
         two = time_round_robin(
@@ -182,7 +253,28 @@ def measure_operator(
         buffers = memory.count_allocations(
             lambda: case.run_kernel(image, 0), volume_bytes
         )
-    return OperatorResult(case, timings, two, difference, buffers)
+    return OperatorResult(
+        case,
+        timings,
+        two,
+        difference,
+        buffers,
+        peers=present,
+        clock=clock if clock.seconds else None,
+    )
+
+
+def _peer_candidate(
+    peer: peers.Peer, case: OperatorCase, image: torch.Tensor
+) -> Staged:
+    """A peer's call, with its seeding (and input copy) outside the timed region."""
+    call = peer.build(case.parameters, tuple(image.shape))
+
+    def setup(index: int) -> torch.Tensor:
+        call.seed(index)
+        return image.clone() if peer.in_place else image
+
+    return Staged(setup, call)
 
 
 def measure_floors(
@@ -244,7 +336,19 @@ def measure_pipeline(
             torch.manual_seed(i)
             return ours(subject)
 
-    candidates: dict[str, Callable[[int], object]] = {'ours': run_ours}
+    clock = OperatorTiming()
+
+    def clocked(i: int) -> None:
+        with OperatorClock() as operator_clock:
+            run_ours(i)
+        clock.record(operator_clock)
+
+    generator = torch.Generator().manual_seed(0)
+    candidates: dict[str, Callable[[int], object]] = {
+        'ours': run_ours,
+        FLOOR: lambda i: torch.randn(image.shape, generator=generator),
+        'clocked': clocked,
+    }
     if case.torchio is not None:
         theirs = case.torchio()
 
@@ -264,11 +368,17 @@ def measure_pipeline(
             return None
         return Timing([s / per_patch for s in timing.seconds])
 
+    per_patch_clock = OperatorTiming(
+        [s / per_patch for s in clock.seconds],
+        [s / per_patch for s in clock.random_seconds],
+    )
     return PipelineResult(
         case,
         scaled(timings['ours']),
         scaled(two['ours']),
         scaled(timings.get('torchio')),
+        floor=timings[FLOOR],
+        clock=per_patch_clock,
     )
 
 
@@ -367,16 +477,88 @@ def _memory_cell(result: memory.MemoryResult | None) -> str:
 
 
 def equivalents_table(results: Sequence[OperatorResult]) -> str:
+    """Every peer transform used, with what differs from our operator."""
     rows = []
     for result in results:
         equivalent = result.case.torchio
-        if equivalent is None:
-            rows.append([result.case.name, 'none', ''])
-        else:
+        found = []
+        if equivalent is not None:
+            found.append(('TorchIO', equivalent.description, equivalent.difference))
+        found += [(p.library, p.description, p.difference) for p in result.peers]
+        if not found:
+            rows.append([result.case.name, 'none', '-', ''])
+        for library, description, difference in found:
+            rows.append([result.case.name, library, description, difference])
+    return markdown_table(['operator', 'library', 'transform', 'difference'], rows)
+
+
+def peer_table(results: Sequence[OperatorResult], config: Config) -> str:
+    """Our transform against the fastest transform of the same augmentation."""
+    header = [
+        'operator',
+        'ours transform ms',
+        'TorchIO ms',
+        'MONAI ms',
+        'batchgeneratorsv2 ms',
+        'fastest peer',
+        f'ours / fastest peer (target <= {PEER_TARGET:g})',
+    ]
+    rows = []
+    for result in results:
+        transform = result.median('transform')
+        fastest = result.fastest_peer()
+        rows.append(
+            [
+                result.case.name,
+                _timing_cell(result.timings.get('transform'), config),
+                _timing_cell(result.timings.get('torchio'), config),
+                _timing_cell(result.timings.get('MONAI'), config),
+                _timing_cell(result.timings.get('batchgeneratorsv2'), config),
+                fastest[0] if fastest else 'none',
+                format_ratio(ratio(transform, fastest[1]) if fastest else None),
+            ]
+        )
+    return markdown_table(header, rows)
+
+
+def breakdown_table(results: Sequence[OperatorResult]) -> str:
+    """Where each operator's time goes: shell, kernel, random numbers."""
+    header = [
+        'operator',
+        'transform ms',
+        'kernel ms',
+        'shell ms (transform - kernel)',
+        'shell share',
+        'random numbers ms',
+        'other torch operators ms',
+        'random share of kernel',
+    ]
+    rows = []
+    for result in results:
+        transform = result.median('transform')
+        kernel = result.median('kernel')
+        clock = result.clock
+        if kernel is None or transform is None or clock is None:
             rows.append(
-                [result.case.name, equivalent.description, equivalent.difference]
+                [result.case.name, format_ms(transform), '-', '-', '-', '-', '-', '-']
             )
-    return markdown_table(['operator', 'TorchIO built-in', 'difference'], rows)
+            continue
+        shell = transform - kernel
+        random_ms = clock.random_median_ms
+        other = max(0.0, kernel - random_ms)
+        rows.append(
+            [
+                result.case.name,
+                format_ms(transform),
+                format_ms(kernel),
+                format_ms(shell),
+                f'{100 * shell / transform:.0f}%',
+                format_ms(random_ms),
+                format_ms(other),
+                f'{100 * min(random_ms, kernel) / kernel:.0f}%',
+            ]
+        )
+    return markdown_table(header, rows)
 
 
 def floors_table(floors: dict[str, Timing]) -> str:
@@ -390,6 +572,8 @@ def pipelines_table(results: Sequence[PipelineResult]) -> str:
         'ours median ms',
         'ours mean ms',
         'ours p90 ms',
+        f'{FLOOR} median ms',
+        f'ours / {FLOOR} (median)',
         'TorchIO-built median ms',
         'TorchIO-built mean ms',
         'TorchIO-built / ours (median)',
@@ -399,19 +583,25 @@ def pipelines_table(results: Sequence[PipelineResult]) -> str:
     rows = []
     for result in results:
         case = result.case
-        target = '-' if case.target_ms is None else f'median <= {case.target_ms:g} ms'
+        target = (
+            '-'
+            if case.floor_target is None
+            else f'median <= {case.floor_target:g}x {FLOOR}'
+        )
         if result.ours is None:
             rows.append(
-                [case.name, f'not available ({case.missing})'] + ['-'] * 6 + [target]
+                [case.name, f'not available ({case.missing})'] + ['-'] * 8 + [target]
             )
             continue
-        ours, theirs = result.ours, result.torchio
+        ours, theirs, floor = result.ours, result.torchio, result.floor
         rows.append(
             [
                 case.name,
                 format_ms(ours.median_ms),
                 format_ms(ours.mean_ms),
                 format_ms(ours.quantile_ms(0.9)),
+                format_ms(floor.median_ms if floor else None),
+                format_ratio(result.floor_ratio),
                 format_ms(theirs.median_ms if theirs else None),
                 format_ms(theirs.mean_ms if theirs else None),
                 format_ratio(
@@ -419,6 +609,37 @@ def pipelines_table(results: Sequence[PipelineResult]) -> str:
                 ),
                 format_ratio(ratio(theirs.mean_ms, ours.mean_ms) if theirs else None),
                 target,
+            ]
+        )
+    return markdown_table(header, rows)
+
+
+def pipeline_breakdown_table(results: Sequence[PipelineResult]) -> str:
+    """Per patch: random numbers, other torch operators, Python (the rest)."""
+    header = [
+        'pipeline (per patch)',
+        'ours median ms',
+        'random numbers ms',
+        'other torch operators ms',
+        'Python and TorchIO shell ms',
+        f'random numbers / {FLOOR}',
+    ]
+    rows = []
+    for result in results:
+        if result.ours is None or result.clock is None or not result.clock.seconds:
+            continue
+        median = result.ours.median_ms
+        operators = result.clock.median_ms
+        random_ms = result.clock.random_median_ms
+        floor = result.floor.median_ms if result.floor else None
+        rows.append(
+            [
+                result.case.name,
+                format_ms(median),
+                format_ms(random_ms),
+                format_ms(max(0.0, operators - random_ms)),
+                format_ms(max(0.0, median - operators)),
+                format_ratio(ratio(random_ms, floor)),
             ]
         )
     return markdown_table(header, rows)
@@ -567,6 +788,7 @@ def targets_table(
                 'met' if not float64 else 'MISSED',
             ]
         )
+        rows += _peer_target_rows(operators)
     for result in pipelines:
         case = result.case
         if case.target_ms is None:
@@ -584,6 +806,21 @@ def targets_table(
                 verdict(value <= case.target_ms, value, case.target_ms, True),
             ]
         )
+        floor_ratio = result.floor_ratio
+        if case.floor_target is not None and floor_ratio is not None:
+            rows.append(
+                [
+                    f'{case.name} median <= {case.floor_target:g}x {FLOOR} (same run)',
+                    f'{format_ms(value)} / {format_ms(result.floor.median_ms)} ms'
+                    f' = {floor_ratio:.2f}x',
+                    verdict(
+                        floor_ratio <= case.floor_target,
+                        floor_ratio,
+                        case.floor_target,
+                        True,
+                    ),
+                ]
+            )
         if result.torchio is not None:
             speedup = result.torchio.median_ms / value
             rows.append(
@@ -642,7 +879,54 @@ def targets_table(
     return markdown_table(['target', 'measured', 'verdict'], rows)
 
 
+def _peer_target_rows(operators: Sequence[OperatorResult]) -> list[list[str]]:
+    """'Every transform <= the fastest peer', then one row per miss."""
+    misses = []
+    compared = 0
+    for result in operators:
+        fastest = result.fastest_peer()
+        transform = result.median('transform')
+        if fastest is None or transform is None:
+            continue
+        compared += 1
+        value = transform / fastest[1]
+        if value > PEER_TARGET:
+            misses.append(
+                [
+                    f'{result.case.name}: ours / fastest peer <= {PEER_TARGET:g}',
+                    f'{format_ms(transform)} / {format_ms(fastest[1])} ms'
+                    f' ({fastest[0]}) = {value:.2f}x',
+                    f'MISSED ({value / PEER_TARGET:.2f}x the target)',
+                ]
+            )
+    libraries = ', '.join(
+        ['TorchIO', *(name for name in peers.LIBRARIES if peers.available(name))]
+    )
+    head = [
+        f'every transform <= {PEER_TARGET:g}x the fastest peer transform ({libraries})',
+        f'{compared - len(misses)} of {compared} within',
+        'met' if not misses else f'MISSED by {len(misses)} (rows below)',
+    ]
+    return [head, *misses]
+
+
 # Main -----------------------------------------------------------------------
+
+
+def peer_summary() -> str:
+    """Which peer libraries are installed, with versions.
+
+    Example:
+        >>> 'TorchIO' in peer_summary()
+        True
+    """
+    import torchio
+
+    parts = [f'TorchIO {torchio.__version__}']
+    for library in peers.LIBRARIES:
+        found = peers.version(library)
+        parts.append(f'{library} {found}' if found else f'{library} not installed')
+    return ', '.join(parts)
 
 
 def parse_arguments(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
@@ -726,6 +1010,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f'Load average (1, 5, 15 min): {load_start} at the start,'
         f' {load_end} at the end; run time {minutes:.1f} min.  '
     )
+    out.append(f'Peer libraries: {peer_summary()}  ')
     out.append(
         f'Input: 1 x {shape_text} float32 phantom CT patch in [0, 1], 1 mm voxels;'
         ' one torch thread unless a column says otherwise.\n'
@@ -739,8 +1024,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             ' middle of each training range; random axes and counts follow the'
             ' seed (the same seeds for our kernel and plain torch). "ours kernel":'
             ' the pure tensor function; "†": through a TorchIO transform on a'
-            " `tio.Subject`, which includes TorchIO's deep copy of the subject"
-            ' (see Reference costs), the [0, 1] check and the history; TorchIO /'
+            " `tio.Subject`: ours copies the subject's structure, not its voxels;"
+            " TorchIO's built-ins deep-copy it (see Reference costs); both"
+            ' include the [0, 1] check and the history; TorchIO /'
             ' ours compares the two transforms. "ours / plain": our kernel over'
             ' the plain-torch reference of the same math (flip has no kernel: it'
             " is TorchIO's Flip underneath)"
@@ -753,8 +1039,32 @@ def main(argv: Sequence[str] | None = None) -> None:
             ' (target <= 3; see Memory).\n'
         )
         out.append(operators_table(operators, memory_results, config))
-        out.append('\nTorchIO built-ins used (1 mm voxels, so mm = voxels):\n')
+        out.append('\n### Peer transforms\n')
+        out.append(
+            'Our deterministic transform on a `tio.Subject` (the copy of the'
+            " subject's structure, the [0, 1] check, the history included)"
+            ' against the'
+            ' same augmentation in TorchIO (also on a subject, deep copy'
+            ' included), MONAI (array transforms on the tensor,'
+            ' `set_track_meta(False)`) and batchgeneratorsv2 (on'
+            " `{'image': tensor}`; in-place transforms get a fresh copy of the"
+            ' patch before each call, outside the timed region), all in the same'
+            ' round-robin as the operator table. "-": the library has no such'
+            ' transform or is not installed (see Peer libraries above).\n'
+        )
+        out.append(peer_table(operators, config))
+        out.append('\nPeer transforms used (1 mm voxels, so mm = voxels):\n')
         out.append(equivalents_table(operators))
+        out.append('\n### Where the time goes (operators)\n')
+        out.append(
+            'Medians of the same round-robin. "shell": our transform minus our'
+            ' kernel (subject copy, [0, 1] check, argument checks, history).'
+            ' "random numbers": time inside random-number operators during the'
+            ' kernel, measured with `harness.OperatorClock` (a dispatch-mode'
+            ' timer around each torch operator) on separate calls of the same'
+            ' round-robin; "other torch operators": kernel minus random numbers.\n'
+        )
+        out.append(breakdown_table(operators))
         out.append('\n### Reference costs\n')
         out.append(floors_table(floors))
     if pipelines:
@@ -764,11 +1074,25 @@ def main(argv: Sequence[str] | None = None) -> None:
             f' {config.pipeline_repeats} calls, call i after torch.manual_seed(i)'
             " for every column. TorchIO-built: the same sampling with TorchIO's"
             ' built-ins where they exist (our operators elsewhere), one deep copy'
-            ' per call like ours (`benchmarks/torchio_equivalents.py`). Ramp()'
-            ' applies the elastic deformation with p = 0.15, so its mean and p90'
-            ' include it more than its median.\n'
+            ' per call (`benchmarks/torchio_equivalents.py`); ours copies the'
+            " subject's structure once and no voxels."
+            f' {FLOOR}: `torch.randn(1, {", ".join(map(str, config.shape))})`,'
+            ' timed in the same round-robin, the floor of any pipeline that'
+            ' draws Gaussian noise for the patch. Ramp() applies the elastic'
+            ' deformation with p = 0.15, so its mean and p90 include it more'
+            ' than its median.\n'
         )
         out.append(pipelines_table(pipelines))
+        out.append('\n### Where the time goes (pipelines)\n')
+        out.append(
+            'Per patch, medians over the same calls (same seeds) run under'
+            ' `harness.OperatorClock`: time inside random-number operators,'
+            ' inside the other torch operators, and the rest of the call'
+            ' (Python: sampling, TorchIO subject handling and history). The'
+            f' last column compares the random numbers with one {FLOOR} of the'
+            ' patch in the same run.\n'
+        )
+        out.append(pipeline_breakdown_table(pipelines))
     if operators or pipelines:
         out.append('\n### Thread scaling\n')
         out.append(
@@ -797,7 +1121,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             ' (max RSS in a fresh subprocess minus the baseline after allocating'
             ' the input), one call; operators as kernels (flip as a transform);'
             ' pipelines through TorchIO with a uint8 label map, the worst of'
-            f" {memory.PIPELINE_SEEDS} seeds, including TorchIO's deep copy.\n"
+            f' {memory.PIPELINE_SEEDS} seeds, including the subject copy.\n'
         )
         out.append(memory_table(memory_results))
     if elastic_stats:
@@ -819,6 +1143,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 'parameters': r.case.parameters,
                 'seconds': {k: list(v.seconds) for k, v in r.timings.items()},
                 'two_threads_seconds': list(r.two_threads.seconds),
+                'operator_seconds': r.clock.seconds if r.clock else None,
+                'random_seconds': r.clock.random_seconds if r.clock else None,
                 'max_difference': r.max_difference,
                 'buffers': [[b.operator, str(b.dtype), b.nbytes] for b in r.buffers],
             }
@@ -830,6 +1156,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 'ours': list(r.ours.seconds) if r.ours else None,
                 'two_threads': list(r.two_threads.seconds) if r.two_threads else None,
                 'torchio': list(r.torchio.seconds) if r.torchio else None,
+                'floor': list(r.floor.seconds) if r.floor else None,
+                'operator_seconds': r.clock.seconds if r.clock else None,
+                'random_seconds': r.clock.random_seconds if r.clock else None,
             }
             for r in pipelines
         }

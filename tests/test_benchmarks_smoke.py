@@ -25,8 +25,11 @@ BENCHMARKS = ROOT / 'benchmarks'
 OPERATORS = [*FAMILY_NAMES, *INTENSITY_OPERATIONS, 'elastic', 'flip']
 SECTIONS = [
     'Operators',
+    'Peer transforms',
+    'Where the time goes (operators)',
     'Reference costs',
     'Pipelines',
+    'Where the time goes (pipelines)',
     'Thread scaling',
     'tio.Queue throughput',
     'Memory',
@@ -93,6 +96,11 @@ def test_report_has_every_section(report):
     assert report.startswith('## torchio-ramp benchmarks')
     assert 'Command: `python benchmarks/run.py --quick`' in report
     assert re.search(r'Load average \(1, 5, 15 min\): [\d.]+, [\d.]+, [\d.]+', report)
+    assert re.search(
+        r'Peer libraries: TorchIO [\d.]+, MONAI (not installed|[\d.]+),'
+        r' batchgeneratorsv2 (not installed|[\d.]+)',
+        report,
+    )
     titles = [title.strip() for title in re.findall(r'^### (.+)$', report, re.M)]
     assert titles == SECTIONS
 
@@ -133,11 +141,66 @@ def test_pipeline_queue_memory_and_targets(report):
         assert float(row['CTNormalize + Ramp() (patches/s)']) > 0
     memory = {row['operator']: row for row in tables['Memory']}
     assert set(memory) == {'Ramp()'}
+    for name in ('RampCorrupt()', 'Ramp()'):
+        floor = _milliseconds(pipelines[name]['torch.randn median ms'])
+        ours = _milliseconds(pipelines[name]['ours median ms'])
+        listed = float(pipelines[name]['ours / torch.randn (median)'].rstrip('x'))
+        assert math.isclose(listed, ours / floor, rel_tol=0.05, abs_tol=0.5), name
     targets = [row['target'] for row in tables['Targets']]
     assert targets[0].startswith('every operator: ours / plain torch <= 1.5')
-    assert 'RampCorrupt() median <= 25 ms' in targets
-    assert 'Ramp() median <= 40 ms' in targets
+    assert 'RampCorrupt() median <= 2.5x torch.randn (same run)' in targets
+    assert 'Ramp() median <= 4x torch.randn (same run)' in targets
+    assert any(t.startswith('every transform <= 1x the fastest peer') for t in targets)
     assert any(target.startswith('BatchRampCorrupt on CUDA') for target in targets)
+
+
+def test_peer_table_names_the_fastest_peer(report):
+    rows = {row['operator']: row for row in _tables(report)['Peer transforms']}
+    assert list(rows) == OPERATORS
+    columns = ['TorchIO ms', 'MONAI ms', 'batchgeneratorsv2 ms']
+    for name, row in rows.items():
+        times = {c.split()[0]: _milliseconds(row[c]) for c in columns}
+        present = {k: v for k, v in times.items() if not math.isnan(v)}
+        if not present:
+            assert row['fastest peer'] == 'none', name
+            continue
+        fastest = min(present, key=present.get)
+        assert row['fastest peer'] == fastest, name
+        ours = _milliseconds(row['ours transform ms'])
+        listed = row['ours / fastest peer (target <= 1)']
+        assert math.isclose(
+            float(listed.rstrip('x')), ours / present[fastest], rel_tol=0.1
+        ), name
+    # TorchIO is always there; flip has a peer in every library
+    assert rows['flip']['TorchIO ms'] != '-'
+
+
+def test_time_breakdown_adds_up(report):
+    tables = _tables(report)
+    for row in tables['Where the time goes (operators)']:
+        name = row['operator']
+        if name == 'flip':
+            assert row['kernel ms'] == '-'
+            continue
+        transform = _milliseconds(row['transform ms'])
+        kernel = _milliseconds(row['kernel ms'])
+        shell = float(row['shell ms (transform - kernel)'])
+        # the cells are rounded to 3 significant digits
+        slack = 0.01 + 0.01 * max(transform, kernel)
+        assert math.isclose(shell, transform - kernel, rel_tol=0.1, abs_tol=slack)
+        assert _milliseconds(row['random numbers ms']) >= 0
+    shares = {
+        row['operator']: row['random share of kernel']
+        for row in tables['Where the time goes (operators)']
+    }
+    # Noise draws random numbers, a blur draws none
+    assert shares['blur'] == '0%'
+    assert shares['gaussian_noise'] != '0%'
+    pipelines = tables['Where the time goes (pipelines)']
+    assert {row['pipeline (per patch)'] for row in pipelines} >= {
+        'RampCorrupt()',
+        'Ramp()',
+    }
 
 
 def test_thread_scaling_rows(report):
@@ -172,14 +235,25 @@ def test_check_cuda_runs_on_the_cpu():
         '--check-size',
         '12',
         '--repeats',
-        '1',
+        '2',
     )
     agreement = re.findall(
         r'^\| (\w+) \| ([\d.e+-]+) \| (\d+) \| (\w+) \|$', output, re.M
     )
     assert [row[0] for row in agreement] == OPERATORS[:-1]
     assert all(row[3] == 'yes' for row in agreement)
-    assert 'BatchRampCorrupt' in output
+    assert 'WARNING: 12^3 fits in one elastic slab' in output
+    assert 'Pipeline agrees within' in output
+    timings = re.findall(
+        r'^\| (BatchRampCorrupt\(.*?\)) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|',
+        output,
+        re.M,
+    )
+    assert [row[0] for row in timings] == [
+        'BatchRampCorrupt()',
+        "BatchRampCorrupt(generator_device='input')",
+    ]
+    assert re.search(r'(Target met by: |No generator variant meets)', output)
 
 
 def test_check_cuda_skips_without_cuda():

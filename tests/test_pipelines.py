@@ -32,19 +32,34 @@ def test_ramp_applies_stages_in_equation_one_order(subject):
     assert kinds.count('i') == 5 and 2 <= kinds.count('c') <= 4
 
 
-def test_ramp_copies_the_subject_once(subject, monkeypatch):
+def test_ramp_copies_the_subject_once_and_no_voxels(subject, monkeypatch):
+    from torchio_ramp.transforms import shell
+
     copies = collections.Counter()
     deepcopy = copy.deepcopy
+    structure_copy = shell.structure_copy
 
     def counting_deepcopy(obj, *args, **kwargs):
         copies[type(obj).__name__] += 1
         return deepcopy(obj, *args, **kwargs)
 
-    # torchio.transforms.transform calls copy.deepcopy(subject) when copy=True
+    def counting_structure_copy(obj):
+        copies['structure'] += 1
+        return structure_copy(obj)
+
     monkeypatch.setattr(copy, 'deepcopy', counting_deepcopy)
+    monkeypatch.setattr(shell, 'structure_copy', counting_structure_copy)
+    images = subject.get_images_dict(intensity_only=False)
+    before = {name: image.data.clone() for name, image in images.items()}
     torch.manual_seed(0)
-    tr.Ramp(p_corrupt=1.0)(subject)
-    assert copies['Subject'] == 1
+    out = tr.Ramp(p_corrupt=1.0)(subject)
+    assert copies['structure'] == 1
+    assert copies['Subject'] == copies['ScalarImage'] == copies['LabelMap'] == 0
+    assert copies['Tensor'] == 0  # no deep copy of the voxels
+    # the caller's subject is untouched and shares no voxels with the result
+    for name, data in before.items():
+        assert torch.equal(subject[name].data, data)
+        assert out[name].data.data_ptr() != subject[name].data.data_ptr()
 
 
 def test_intensity_stage_uses_table_one_probabilities(subject):

@@ -10,6 +10,8 @@ parameters.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import numbers
 from collections.abc import Callable
@@ -211,10 +213,16 @@ class Operator:
             checked[option.name] = option.validate(value, f'{owner}: "{option.name}"')
         return checked
 
+    @functools.cached_property
+    def writes_out(self) -> bool:
+        """Whether the kernel takes ``out=`` (may write into its input)."""
+        return 'out' in inspect.signature(self.kernel).parameters
+
     def __call__(
         self,
         x: torch.Tensor,
         generator: torch.Generator | None = None,
+        out: torch.Tensor | None = None,
         spacing: Sequence[float] | None = None,
         **arguments: Any,
     ) -> torch.Tensor:
@@ -222,6 +230,8 @@ class Operator:
 
         Only the registry's parameters and options are accepted; structural
         keywords of a kernel (e.g. ``axis``) are for direct kernel calls.
+        ``out``: write the result into this tensor (it may be ``x``, which is
+        then overwritten), for kernels that take it (:attr:`writes_out`).
         ``spacing`` (mm) reaches the kernels of the ``'hu'`` domain only
         (default: their 1 mm); the others work in voxels.
 
@@ -236,6 +246,10 @@ class Operator:
             ValueError: Operator "blur": parameter "sigma" must be in [0.0, None], not -1.0
         """  # noqa: E501
         arguments = self.check_arguments(arguments)
+        if out is not None:
+            if not self.writes_out:
+                raise TypeError(f'Operator "{self.name}" does not take out=')
+            arguments['out'] = out
         if self.domain == 'hu' and spacing is not None:
             arguments['spacing'] = tuple(float(s) for s in spacing)
         try:

@@ -28,12 +28,19 @@ from .transforms.operation import Corruption
 from .transforms.operation import RandomCorruption
 from .transforms.operation import RandomCTIntensity
 from .transforms.operation import delegated_arguments
+from .transforms.shell import LightCopy
 
 Range = tuple[float, float]
 
 
-class _Pipeline(RandomTransform):
-    """Run child transforms in order on one copy of the subject."""
+class _Pipeline(LightCopy, RandomTransform):
+    """Run child transforms in order on one copy of the subject.
+
+    The images are checked once, on entry; the children run without checks
+    (see :mod:`torchio_ramp.transforms.shell`).
+    """
+
+    checks_on_entry = True
 
     def _child_arguments(self) -> dict[str, Any]:
         return delegated_arguments(self)
@@ -104,6 +111,11 @@ class RampCorrupt(_Pipeline, tio.IntensityTransform):
             raise ValueError('exclude_families leaves no corruption family to sample')
         self.domain = pool_domain(self.families)
         self.num_corruptions = _parse_count(num_corruptions, len(self.families))
+        # one [0, 1] check on entry serves a pool of normalised-domain families;
+        # families of another domain (e.g. HU) check their own input
+        self.checks_on_entry = all(
+            FAMILIES[name].domain == 'normalized' for name in self.families
+        )
         ranges = dict(ranges or {})
         check_families(ranges, 'ranges')
         arguments = self._child_arguments()
@@ -199,6 +211,8 @@ class RampSpatial(_Pipeline, tio.SpatialTransform):
         >>> stage = RampSpatial(label_pairs={2: 3})
     """
 
+    normalized_on_entry = False  # flips and elastic accept HU, not NaN/Inf
+
     def __init__(
         self,
         flip_probability: float = 0.5,
@@ -281,6 +295,8 @@ class Ramp(_Pipeline):
             if not isinstance(value, bool):
                 message = f'Ramp: {stage} must be True or False, not {value!r}'
                 raise TypeError(message)
+        # intensity operators and corruptions need [0, 1]; spatial ones do not
+        self.normalized_on_entry = intensity or corruption
         arguments = self._child_arguments()
         self.transforms: list[tio.Transform] = []
         if spatial:
@@ -296,6 +312,7 @@ class Ramp(_Pipeline):
                 **arguments,
             )
             self.transforms.append(corrupt)
+            self.checks_on_entry = corrupt.checks_on_entry
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
         return self._run(subject, self.transforms)

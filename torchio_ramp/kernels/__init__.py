@@ -20,6 +20,7 @@ from .elastic import elastic_deform
 from .elastic import elastic_displacement
 from .elastic import elastic_grid
 from .elastic import sample
+from .elastic import sample_many
 from .elastic import warp
 from .fields import bias_field
 from .fields import bias_field_map
@@ -64,6 +65,7 @@ __all__ = [
     'rician_noise',
     'salt_pepper',
     'sample',
+    'sample_many',
     'sharpen',
     'smooth_noise_field',
     'speckle_noise',

@@ -11,7 +11,11 @@ A kernel is a pure function ``kernel(x, *, <parameters>, generator=None)``:
   generator is faster on the GPU but draws a different stream.
 - Non-finite input and values outside ``[0, 1]`` (such as raw Hounsfield
   units) are refused with an :class:`IntensityError`: one :func:`torch.aminmax`
-  reduction per call (:func:`check_intensities`).
+  reduction per call (:func:`check_intensities`), skipped only inside
+  :func:`inputs_checked`, where a composite transform has checked its input.
+- Kernels that take ``out=`` write their result into that tensor (shaped
+  like ``x``) and return it; ``out=x`` overwrites the input, for callers that
+  own it (a composite's intermediate image): this saves a volume of memory.
 - A batch is ``B`` independent images: :func:`batched` runs the single-image
   kernel once per sample, with per-sample parameters when a parameter is given
   as a list (or 1-D tensor) of length ``B`` (tuples are single values, such as
@@ -22,9 +26,12 @@ A kernel is a pure function ``kernel(x, *, <parameters>, generator=None)``:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
 from collections.abc import Callable
+from collections.abc import Iterator
 from collections.abc import Sequence
 from typing import Any
 from typing import TypeVar
@@ -87,6 +94,33 @@ def check_volume(x: torch.Tensor, name: str = 'x') -> None:
         raise ValueError(f'{name} is empty: it has shape {tuple(x.shape)}')
 
 
+_INPUTS_CHECKED = contextvars.ContextVar('torchio_ramp_inputs_checked', default=False)
+
+
+@contextlib.contextmanager
+def inputs_checked() -> Iterator[None]:
+    """Skip :func:`check_intensities` inside the block (this thread only).
+
+    For composites that checked their input on entry: their children only
+    see that input and the ``[0, 1]`` outputs of kernels, so checking again
+    before every operator would cost one reduction each and find nothing.
+    Never wrap user input that was not checked.
+
+    Example:
+        >>> with inputs_checked():
+        ...     check_intensities(torch.tensor([5.0]))  # not checked here
+        >>> check_intensities(torch.tensor([5.0]))
+        Traceback (most recent call last):
+        ...
+        torchio_ramp.kernels.base.IntensityError: kernel: image "x" has values in [5, 5], outside [0, 1]. RAMP operators expect intensities normalised to [0, 1]; put CTNormalize(hu_range=...) first, e.g. tio.Compose([CTNormalize(), Ramp()])
+    """  # noqa: E501
+    token = _INPUTS_CHECKED.set(True)
+    try:
+        yield
+    finally:
+        _INPUTS_CHECKED.reset(token)
+
+
 def check_intensities(
     data: torch.Tensor,
     image_name: str = 'x',
@@ -123,6 +157,8 @@ def check_intensities(
     if data.numel() == 0:
         message = f'{owner}: image "{image_name}" is empty (shape {tuple(data.shape)})'
         raise ValueError(message)
+    if _INPUTS_CHECKED.get():
+        return
     low, high = (float(v) for v in torch.aminmax(data))
     if normalized:
         if low >= -TOLERANCE and high <= 1 + TOLERANCE:
@@ -256,6 +292,9 @@ def batched(kernel: KernelT | None = None, *, domain: str = 'normalized') -> Ker
     def wrapper(x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         check_volume(x)
         check(x, 'x', kernel.__name__)
+        given = kwargs.get('out')
+        if given is not None:
+            _check_out(given, x, kernel.__name__)
         if x.ndim == 4:
             for key, value in kwargs.items():
                 if isinstance(value, list):
@@ -276,16 +315,33 @@ def batched(kernel: KernelT | None = None, *, domain: str = 'normalized') -> Ker
                 f' batch of {batch_size}'
             )
             raise ValueError(message)
-        out = torch.empty_like(x)
+        kwargs.pop('out', None)
+        out = torch.empty_like(x) if given is None else given
         for i in range(batch_size):
             sample_kwargs = {
                 key: _select(value, i, batch_size, key, kernel.__name__)
                 for key, value in kwargs.items()
             }
-            out[i] = kernel(x[i], generator=generators[i], **sample_kwargs)
+            if given is not None:
+                sample_kwargs['out'] = given[i]
+                kernel(x[i], generator=generators[i], **sample_kwargs)
+            else:
+                out[i] = kernel(x[i], generator=generators[i], **sample_kwargs)
         return out
 
     return wrapper  # type: ignore[return-value]
+
+
+def _check_out(out: Any, x: torch.Tensor, name: str) -> None:
+    """``out`` must be a tensor with ``x``'s shape, dtype and device."""
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f'{name}: out must be a torch.Tensor, not {type(out).__name__}')
+    if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:
+        message = (
+            f'{name}: out must match x (shape {tuple(x.shape)}, {x.dtype},'
+            f' {x.device}), not shape {tuple(out.shape)}, {out.dtype}, {out.device}'
+        )
+        raise ValueError(message)
 
 
 def _select(value: Any, index: int, batch_size: int, key: str, name: str) -> Any:

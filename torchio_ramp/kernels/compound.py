@@ -16,6 +16,7 @@ def compound(
     *,
     level: float,
     generator: torch.Generator | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Gaussian noise (std = level), then blur (sigma = 5 level), then bias field
     (strength = 3 level), applied in that order (paper, Table 2).
@@ -28,6 +29,7 @@ def compound(
     """
     # Each step owns the previous step's output, so it may reuse its memory.
     # ``x`` was checked on entry: call the unchecked single-image kernel.
-    out = gaussian_noise.__wrapped__(x, std=level, generator=generator)
-    out = gaussian_filter(out, 5 * level, overwrite_input=True).clamp_(0, 1)
-    return _multiply_by_bias(out, 3 * level, generator)
+    noisy = gaussian_noise.__wrapped__(x, std=level, generator=generator, out=out)
+    blurred = gaussian_filter(noisy, 5 * level, overwrite_input=True).clamp_(0, 1)
+    del noisy  # with out given, the bias step writes the result there
+    return _multiply_by_bias(blurred, 3 * level, generator, out=out)

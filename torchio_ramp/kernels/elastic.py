@@ -108,8 +108,11 @@ def _to_grid(field: torch.Tensor, scale: float, shape: Sequence[int]) -> torch.T
     return grid
 
 
-SLAB_VOXELS = 2**21
-"""Voxels per slab when :func:`sample` upsamples a coarse grid (128^3 is one)."""
+SLAB_VOXELS = 2**19
+"""Voxels per slab when :func:`sample` upsamples a coarse grid (128^3: four).
+
+Small enough that the slab's grid, indices and samples stay a fraction of a
+large volume (peak memory), large enough to keep the per-slab overhead low."""
 
 
 def sample(
@@ -136,19 +139,63 @@ def sample(
         >>> torch.allclose(sample(x, identity), x, atol=1e-5)
         True
     """
-    mode = _check_mode(x, mode)
-    dtype = x.dtype if x.is_floating_point() else torch.float32
-    grid = grid.to(device=x.device, dtype=dtype)
-    source = x.unsqueeze(0) if x.is_floating_point() else x.unsqueeze(0).to(dtype)
-    spatial = x.shape[-3:]
-    out = torch.empty(x.shape, device=x.device, dtype=dtype)
-    options = {'device': x.device, 'dtype': dtype}
+    return sample_many([x], grid, modes=[mode])[0]
+
+
+def sample_many(
+    images: Sequence[torch.Tensor],
+    grid: torch.Tensor,
+    *,
+    modes: Sequence[str | None] | None = None,
+) -> list[torch.Tensor]:
+    """:func:`sample` several images of the same shape at one grid.
+
+    The coarse grid is upsampled once per slab for all the images (an image
+    and its label map), instead of once per image.
+
+    Example:
+        >>> ct = torch.rand(1, 6, 5, 4)
+        >>> seg = (ct > 0.5).to(torch.uint8)
+        >>> grid = elastic_grid((6, 5, 4), alpha=40.0, sigma=2.0)
+        >>> warped_ct, warped_seg = sample_many([ct, seg], grid)
+        >>> torch.equal(warped_seg, sample(seg, grid)), warped_seg.dtype
+        (True, torch.uint8)
+    """
+    if not images:
+        return []
+    modes = list(modes) if modes is not None else [None] * len(images)
+    if len(modes) != len(images):
+        raise ValueError(f'got {len(modes)} modes for {len(images)} images')
+    spatial = images[0].shape[-3:]
+    for x in images[1:]:
+        if x.shape[-3:] != spatial:
+            message = (
+                f'images to sample at one grid must have the same spatial shape,'
+                f' not {tuple(spatial)} and {tuple(x.shape[-3:])}'
+            )
+            raise ValueError(message)
+    device = images[0].device
+    modes = [_check_mode(x, mode) for x, mode in zip(images, modes, strict=True)]
+    # integer images (label maps) are read by index, in their own dtype
+    gathered = [not x.is_floating_point() for x in images]
+    sources = [
+        x if by_index else x.unsqueeze(0)
+        for x, by_index in zip(images, gathered, strict=True)
+    ]
+    outs = [torch.empty(x.shape, device=device, dtype=x.dtype) for x in images]
+    floating = [x.dtype for x in images if x.is_floating_point()]
+    grid_dtype = floating[0] if floating else torch.float32
+    grid = grid.to(device=device, dtype=grid_dtype)
+    options = {'device': device, 'dtype': grid_dtype}
     along_d, along_h, along_w = (
         interpolation_matrix(m, n, **options)
         for m, n in zip(grid.shape[1:], spatial, strict=True)
     )
     rows = max(1, SLAB_VOXELS // (spatial[1] * spatial[2]))
-    bounds = torch.aminmax(x) if mode == 'bilinear' else None
+    bounds = [
+        torch.aminmax(x) if mode == 'bilinear' else None
+        for x, mode in zip(images, modes, strict=True)
+    ]
     for start in range(0, spatial[0], rows):
         stop = min(start + rows, spatial[0])
         if tuple(grid.shape[1:]) == tuple(spatial):
@@ -156,16 +203,41 @@ def sample(
         else:
             slab = along_axes(grid, (along_d[start:stop], along_h, along_w))
         # grid_sample reads the channel-last view through its strides, no copy
-        out[:, start:stop] = F.grid_sample(
-            source,
-            slab.permute(1, 2, 3, 0).unsqueeze(0),
-            mode=mode,
-            padding_mode='border',
-            align_corners=True,
-        )[0]
-    if bounds is not None:
-        out.clamp_(bounds.min, bounds.max)
-    return out if x.is_floating_point() else out.round_().to(x.dtype)
+        coordinates = slab.permute(1, 2, 3, 0).unsqueeze(0)
+        for source, out, mode, by_index in zip(
+            sources, outs, modes, gathered, strict=True
+        ):
+            if by_index:
+                out[:, start:stop] = _nearest_by_index(source, slab)
+                continue
+            out[:, start:stop] = F.grid_sample(
+                source,
+                coordinates.to(source.dtype),
+                mode=mode,
+                padding_mode='border',
+                align_corners=True,
+            )[0]
+    for out, bound in zip(outs, bounds, strict=True):
+        if bound is not None:
+            out.clamp_(bound.min, bound.max)
+    return outs
+
+
+def _nearest_by_index(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """``grid_sample(mode='nearest', padding_mode='border', align_corners=True)``.
+
+    Computed by indexing, so an integer ``x`` (``(C, D, H, W)``) keeps its dtype
+    and needs no floating copy. ``grid`` is ``(3, d, h, w)`` in grid_sample's
+    component order (W, H, D). The coordinate arithmetic is grid_sample's, in
+    the grid's dtype: unnormalise, clip to the volume, round half to even.
+    """
+    index = None
+    for component, size in zip(grid.flip(0), x.shape[-3:], strict=True):
+        position = component.add(1).div_(2).mul_(size - 1)
+        position = position.clamp_(0, size - 1).round_().long()
+        index = position if index is None else index.mul_(size).add_(position)
+    flat = x.reshape(x.shape[0], -1)
+    return flat[:, index.reshape(-1)].reshape(x.shape[0], *grid.shape[1:])
 
 
 def _check_mode(x: torch.Tensor, mode: str | None) -> str:

@@ -21,6 +21,7 @@ from .filters import gaussian_filter
 from .filters import gaussian_matrix
 from .filters import gaussian_weights
 from .resample import along_axes
+from .resample import interpolation_matrix
 from .resample import resize_linear
 
 BIAS_CONTROL_POINTS = 5
@@ -59,6 +60,19 @@ def bias_field_map(
         >>> bool(field.min() >= 0.6065) and bool(field.max() <= 1.6488)
         True
     """
+    return upsample_linear(
+        _bias_exponent(shape, strength, generator, device, dtype), shape
+    ).exp_()
+
+
+def _bias_exponent(
+    shape: Sequence[int],
+    strength: float,
+    generator: torch.Generator | None,
+    device: torch.device | str,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """``strength * b`` on the coarse control grid (see :func:`bias_field_map`)."""
     coarse_shape = [min(n, BIAS_CONTROL_POINTS) for n in shape]
     reference = torch.empty((), device=device, dtype=dtype)
     coarse = randn(reference, generator, shape=coarse_shape)
@@ -67,7 +81,7 @@ def bias_field_map(
     peak = coarse.abs().max()
     if peak > 0:
         coarse *= strength / peak
-    return upsample_linear(coarse, shape).exp_()
+    return coarse
 
 
 @batched
@@ -76,6 +90,7 @@ def bias_field(
     *,
     strength: float,
     generator: torch.Generator | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Multiply ``x`` by a smooth random field ``exp(strength * b)``.
 
@@ -88,23 +103,40 @@ def bias_field(
         >>> bool(y.min() >= 0.5 * 0.7408) and bool(y.max() <= 0.5 * 1.3499)
         True
     """
-    return _multiply_by_bias(x.clone(), strength, generator)
+    target = torch.empty_like(x) if out is None else out
+    return _multiply_by_bias(x, strength, generator, out=target)
+
+
+BIAS_SLAB_VALUES = 2**18
+"""Voxels per slab of the upsampled bias field (1 MiB of float32)."""
 
 
 def _multiply_by_bias(
     x: torch.Tensor,
     strength: float,
     generator: torch.Generator | None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Multiply ``x`` in place by a :func:`bias_field_map` and clip it."""
-    field = bias_field_map(
-        x.shape[-3:],
-        strength=strength,
-        generator=generator,
-        device=x.device,
-        dtype=x.dtype,
+    """``x`` times a :func:`bias_field_map`, clipped, into ``out`` (default: x).
+
+    The field is upsampled and multiplied one slab at a time, so it never
+    occupies a whole volume; the values equal ``x * bias_field_map(...)``.
+    """
+    out = x if out is None else out
+    spatial = x.shape[-3:]
+    coarse = _bias_exponent(spatial, strength, generator, x.device, x.dtype)
+    options = {'align_corners': True, 'device': x.device, 'dtype': x.dtype}
+    along_d, along_h, along_w = (
+        interpolation_matrix(m, n, **options)
+        for m, n in zip(coarse.shape, spatial, strict=True)
     )
-    return x.mul_(field).clamp_(0, 1)
+    rows = max(1, BIAS_SLAB_VALUES // (spatial[1] * spatial[2]))
+    for start in range(0, spatial[0], rows):
+        stop = min(start + rows, spatial[0])
+        field = along_axes(coarse, (along_d[start:stop], along_h, along_w)).exp_()
+        rows_of = (..., slice(start, stop), slice(None), slice(None))
+        torch.mul(x[rows_of], field, out=out[rows_of]).clamp_(0, 1)
+    return out
 
 
 MAX_NOISE_VALUES = 2**28

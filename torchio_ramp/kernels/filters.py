@@ -73,6 +73,10 @@ def filter1d(
     return out
 
 
+SLAB_VALUES = 2**20
+"""Values per slab for the passes after the first one (4 MiB of float32)."""
+
+
 def gaussian_filter(
     x: torch.Tensor,
     sigma: float | Sequence[float],
@@ -83,8 +87,10 @@ def gaussian_filter(
 ) -> torch.Tensor:
     """Separable Gaussian smoothing of ``x`` along ``dims`` (sigma in voxels).
 
-    The passes alternate between two buffers, so smoothing needs at most two
-    volumes besides ``x``, or one when ``x`` may be overwritten.
+    The first pass writes a new volume; when the other passes run along later
+    dimensions (the default order), they run slab by slab of the first
+    dimension through a small buffer, so smoothing needs one volume besides
+    ``x`` plus a slab of at most :data:`SLAB_VALUES` values.
 
     Args:
         x: Tensor of any shape.
@@ -107,14 +113,44 @@ def gaussian_filter(
     sigmas = [float(sigma)] * len(dims) if _is_number(sigma) else list(sigma)
     if len(sigmas) != len(dims):
         raise ValueError(f'Got {len(sigmas)} sigmas for {len(dims)} dims')
+    passes = [
+        (dim % x.ndim, weights)
+        for dim, value in zip(dims, sigmas, strict=True)
+        if len(weights := gaussian_weights(value, truncate)) > 1
+    ]
+    if not passes:
+        return x.clone()
+    (first, weights), rest = passes[0], passes[1:]
+    if rest and all(dim > first for dim, _ in rest):
+        return _filter_in_slabs(filter1d(x, weights, first), first, rest)
     out, spare = x, None
-    for dim, value in zip(dims, sigmas, strict=True):
-        weights = gaussian_weights(value, truncate)
-        if len(weights) > 1:
-            result = filter1d(out, weights, dim, out=spare)
-            spare = out if (out is not x or overwrite_input) else None
-            out = result
-    return out.clone() if out is x else out
+    for dim, weights in passes:
+        result = filter1d(out, weights, dim, out=spare)
+        spare = out if (out is not x or overwrite_input) else None
+        out = result
+    return out
+
+
+def _filter_in_slabs(
+    out: torch.Tensor,
+    lead: int,
+    passes: Sequence[tuple[int, Sequence[float]]],
+) -> torch.Tensor:
+    """Run ``passes`` (along dims after ``lead``) on slabs of ``out``, in place."""
+    size = out.shape[lead]
+    rows = max(1, SLAB_VALUES // max(1, out.numel() // max(1, size)))
+    buffer = None
+    for start in range(0, size, rows):
+        slab = out.narrow(lead, start, min(rows, size - start))
+        if buffer is None or buffer.shape != slab.shape:
+            buffer = torch.empty(slab.shape, dtype=out.dtype, device=out.device)
+        source, target = slab, buffer
+        for dim, weights in passes:
+            filter1d(source, weights, dim, out=target)
+            source, target = target, source
+        if source is not slab:
+            slab.copy_(source)
+    return out
 
 
 def _is_number(value: object) -> bool:

@@ -10,7 +10,8 @@ import torch
 from .base import batched
 from .base import randn
 from .base import uniform
-from .resample import resize_linear
+from .resample import along_axes
+from .resample import interpolation_matrix
 
 
 @batched
@@ -198,6 +199,10 @@ def patch_extremes(
     return low, high
 
 
+LOCAL_CONTRAST_SLAB = 2**18
+"""Voxels per slab of :func:`local_contrast` (1 MiB of float32: stays in cache)."""
+
+
 @batched
 def local_contrast(
     x: torch.Tensor,
@@ -222,9 +227,23 @@ def local_contrast(
     spatial = x.shape[-3:]
     cells = tuple(min(g, n) for g, n in zip(grid, spatial, strict=True))
     low, high = patch_extremes(x, cells)
-    high = resize_linear(high, spatial, align_corners=False)
-    low = resize_linear(low, spatial, align_corners=False)
-    spread = high.sub_(low).clamp_min_(1e-6)
-    stretched = low.neg_().add_(x).div_(spread).clamp_(0, 1)  # in low's memory
-    del spread, high
-    return stretched.sub_(x).mul_(blend).add_(x).clamp_(0, 1)
+    options = {'align_corners': False, 'device': x.device, 'dtype': x.dtype}
+    along_d, along_h, along_w = (
+        interpolation_matrix(g, n, **options)
+        for g, n in zip(cells, spatial, strict=True)
+    )
+    out = torch.empty_like(x)
+    # the interpolated extremes exist one slab at a time: about one volume of
+    # memory besides x, instead of three
+    rows = max(1, LOCAL_CONTRAST_SLAB // (spatial[1] * spatial[2]))
+    for start in range(0, spatial[0], rows):
+        stop = min(start + rows, spatial[0])
+        matrices = (along_d[start:stop], along_h, along_w)
+        high_slab = along_axes(high, matrices)
+        low_slab = along_axes(low, matrices)
+        x_slab = x[..., start:stop, :, :]
+        spread = high_slab.sub_(low_slab).clamp_min_(1e-6)
+        stretched = low_slab.neg_().add_(x_slab).div_(spread).clamp_(0, 1)
+        stretched.sub_(x_slab).mul_(blend).add_(x_slab).clamp_(0, 1)
+        out[..., start:stop, :, :] = stretched
+    return out

@@ -17,6 +17,7 @@ def gaussian_noise(
     *,
     std: float,
     generator: torch.Generator | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Add zero-mean Gaussian noise: ``clip(x + std * n)``, ``n ~ N(0, 1)``.
 
@@ -27,7 +28,10 @@ def gaussian_noise(
         (torch.Size([1, 8, 8, 8]), True)
     """
     noise = randn(x, generator)
-    return noise.mul_(std).add_(x).clamp_(0, 1)
+    # x + std * n in one pass (into the noise buffer by default), then the clamp
+    return torch.add(x, noise, alpha=std, out=noise if out is None else out).clamp_(
+        0, 1
+    )
 
 
 @batched
@@ -36,6 +40,7 @@ def rician_noise(
     *,
     std: float,
     generator: torch.Generator | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Rician-like noise: ``clip(sqrt((x + std n1)^2 + (std n2)^2))``.
 
@@ -49,9 +54,13 @@ def rician_noise(
         >>> bool((y > 0).all())
         True
     """
-    real = randn(x, generator).mul_(std).add_(x).square_()
-    imaginary = randn(x, generator).mul_(std).square_()
-    return real.add_(imaginary).sqrt_().clamp_(0, 1)
+    real = randn(x, generator)
+    # into out (which may be x) when given: the first field is freed before
+    # the second is drawn
+    real = torch.add(x, real, alpha=std, out=real if out is None else out).square_()
+    imaginary = randn(x, generator)
+    # (x + std n1)^2 + std^2 n2^2 without scaling n2 in a pass of its own
+    return real.addcmul_(imaginary, imaginary, value=std * std).sqrt_().clamp_(0, 1)
 
 
 @batched
@@ -60,6 +69,7 @@ def speckle_noise(
     *,
     std: float,
     generator: torch.Generator | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Multiplicative noise ``clip(x (1 + std n))``, ``n ~ N(0, 1)``.
 
@@ -70,7 +80,9 @@ def speckle_noise(
         True
     """
     noise = randn(x, generator)
-    return noise.mul_(std).add_(1).mul_(x).clamp_(0, 1)
+    # x (1 + std n) = x + std x n: one pass, then the clamp
+    target = noise if out is None else out
+    return torch.addcmul(x, x, noise, value=std, out=target).clamp_(0, 1)
 
 
 @batched
@@ -79,6 +91,7 @@ def salt_pepper(
     *,
     prob: float,
     generator: torch.Generator | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Set each voxel to 0 or 1 (equal probability) with probability ``prob``.
 
@@ -99,12 +112,15 @@ def salt_pepper(
         >>> round(float((y != 0.5).float().mean()), 2)
         0.1
     """
-    out = x.clone(memory_format=torch.contiguous_format)
-    flat = out.view(-1)
+    if out is not None and out.is_contiguous():
+        work = out if out is x else out.copy_(x)
+    else:
+        work = x.clone(memory_format=torch.contiguous_format)
+    flat = work.view(-1)
     size = flat.numel()
     if prob >= 1:
         flat.copy_(rand(flat, generator).lt_(0.5))
-        return out
+        return _deliver(work, out)
     hits = round(-size * math.log1p(-prob))
     device = x.device if generator is None else generator.device
     # The key first: with the same generator state, a higher prob keeps the
@@ -114,7 +130,14 @@ def salt_pepper(
     index, key = index.to(x.device), key.to(x.device)
     values = index_hash(index, key).bitwise_right_shift_(32).bitwise_and_(1)
     flat.index_put_((index,), values.to(x.dtype))
-    return out
+    return _deliver(work, out)
+
+
+def _deliver(work: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    """``work``, copied into ``out`` when that is another tensor."""
+    if out is None or out is work:
+        return work
+    return out.copy_(work)
 
 
 _MASK_34 = (1 << 34) - 1

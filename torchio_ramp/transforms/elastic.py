@@ -10,9 +10,10 @@ import torchio as tio
 from torchio.transforms.augmentation import RandomTransform
 
 from ..kernels.elastic import elastic_grid
-from ..kernels.elastic import sample
+from ..kernels.elastic import sample_many
 from ..operators import seed_value
 from .operation import delegated_arguments
+from .shell import LightCopy
 from .spatial import check_finite
 from .spatial import check_same_grid
 from .spatial import spatial_images
@@ -20,7 +21,7 @@ from .spatial import spatial_images
 _MODES = {'linear': 'bilinear', 'nearest': 'nearest'}
 
 
-class DenseElastic(tio.SpatialTransform):
+class DenseElastic(LightCopy, tio.SpatialTransform):
     """Warp every image with one Simard-style displacement field (deterministic).
 
     Intensity images are interpolated linearly (integer ones, such as an
@@ -84,6 +85,7 @@ class DenseElastic(tio.SpatialTransform):
             sigma=self.sigma,
             generator=generator,
         )
+        sources, modes = [], []
         for image in images.values():
             data = image.data
             if isinstance(image, tio.LabelMap):
@@ -92,11 +94,16 @@ class DenseElastic(tio.SpatialTransform):
                 mode = _MODES[self.image_interpolation]
                 if mode == 'bilinear' and not data.is_floating_point():
                     data = data.float()  # e.g. an int16 CT: interpolate in float32
-            image.set_data(sample(data, grid, mode=mode))
+            sources.append(data)
+            modes.append(mode)
+        # one upsampling of the grid per slab for all images (CT and labels)
+        warped = sample_many(sources, grid, modes=modes)
+        for image, data in zip(images.values(), warped, strict=True):
+            image.set_data(data)
         return subject
 
 
-class RandomDenseElastic(RandomTransform, tio.SpatialTransform):
+class RandomDenseElastic(LightCopy, RandomTransform, tio.SpatialTransform):
     """Random mild elastic deformation (paper Table 1: alpha 80, sigma 10).
 
     Args:

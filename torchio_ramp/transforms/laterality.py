@@ -17,6 +17,7 @@ import torchio as tio
 from torchio.transforms.augmentation.spatial.random_flip import _ensure_axes_indices
 
 from .operation import delegated_arguments
+from .shell import LightCopy
 from .spatial import check_finite
 from .spatial import check_same_grid
 from .spatial import flip
@@ -64,7 +65,7 @@ def swap_labels(data: torch.Tensor, pairs: Mapping[int, int]) -> torch.Tensor:
     return out
 
 
-class LateralityFlip(tio.Flip):
+class LateralityFlip(LightCopy, tio.Flip):
     """Flip along ``axes`` and swap left/right label values on the lateral axis.
 
     Unlike :class:`torchio.Flip`, images of different shapes are refused
@@ -116,7 +117,7 @@ class LateralityFlip(tio.Flip):
         return subject
 
 
-class RandomLateralityFlip(tio.RandomFlip):
+class RandomLateralityFlip(LightCopy, tio.RandomFlip):
     """Random per-axis flips that swap left/right labels on the lateral axis.
 
     Same sampling as :class:`torchio.RandomFlip`; delegates to

@@ -9,13 +9,14 @@ import torch
 import torchio as tio
 
 from ..kernels.base import check_intensities
+from .shell import LightCopy
 
 DEFAULT_HU_RANGE = (-200.0, 300.0)
 """Default window: air and fat go dark, liver/spleen/kidney/heart/colon wall keep
 contrast, bone saturates. Choose the window that suits your task."""
 
 
-class CTNormalize(tio.IntensityTransform):
+class CTNormalize(LightCopy, tio.IntensityTransform):
     """Clip intensities to ``hu_range`` and rescale that window to ``[0, 1]``.
 
     The paper applies RAMP after this normalisation (section 2.3), so every RAMP

@@ -26,6 +26,8 @@ from ..intensity_ops import INTENSITY_OPERATIONS
 from ..kernels.base import IntensityError
 from ..operators import Operator
 from ..operators import seed_value
+from .shell import LightCopy
+from .shell import owned
 
 _BASE_ARGUMENTS = frozenset(
     inspect.signature(tio.Transform.__init__).parameters.keys() - {'self'}
@@ -58,7 +60,7 @@ def _for_image(values: Any, image_name: str, what: str, owner: str) -> Any:
     return values[image_name]
 
 
-class OperatorTransform(tio.IntensityTransform):
+class OperatorTransform(LightCopy, tio.IntensityTransform):
     """Deterministic application of a registered operator (base class).
 
     Subclasses set ``registry`` (name -> :class:`~torchio_ramp.operators.Operator`)
@@ -124,9 +126,15 @@ class OperatorTransform(tio.IntensityTransform):
                 message = f'{self.name}: image "{image_name}" is empty (shape {shape})'
                 raise ValueError(message)
             generator = torch.Generator().manual_seed(seed)
+            # an intermediate image of this call may be overwritten
+            target = data if owned(data) and self.operator.writes_out else None
             try:  # the kernel checks its input (one reduction)
                 out = self.operator(
-                    data, generator=generator, spacing=image.spacing, **parameters
+                    data,
+                    generator=generator,
+                    out=target,
+                    spacing=image.spacing,
+                    **parameters,
                 )
             except IntensityError as error:
                 raise error.renamed(self.name, image_name) from None
@@ -217,7 +225,7 @@ class CTIntensity(OperatorTransform):
         super().__init__(operation, parameters=parameters, seed=seed, **kwargs)
 
 
-class RandomOperatorTransform(RandomTransform, tio.IntensityTransform):
+class RandomOperatorTransform(LightCopy, RandomTransform, tio.IntensityTransform):
     """Sample an operator's parameters per image and apply it (base class).
 
     Keyword arguments named like the operator's parameters are ranges
