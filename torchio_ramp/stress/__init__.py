@@ -15,6 +15,7 @@ Example:
 """
 
 from .api import stress_test_model
+from .api import stress_test_nnunet
 from .compare import compare
 from .metrics import dice_per_class
 from .metrics import overlap_counts
@@ -55,6 +56,7 @@ __all__ = [
     'run_stress_test',
     'setting_seed',
     'stress_test_model',
+    'stress_test_nnunet',
     'subject_dice',
     'summarize',
     'write_report',

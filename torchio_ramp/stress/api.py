@@ -201,3 +201,109 @@ def stress_test_model(
         save_worst=save_worst,
         verify=verify,
     )
+
+
+def stress_test_nnunet(
+    model_folder: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    fold: str = '0',
+    checkpoint: str = 'checkpoint_final.pth',
+    split: str = 'test',
+    families: Sequence[str] | None = None,
+    levels: Sequence[float] | None = None,
+    seed: int = 0,
+    protocol: str = DEFAULT_PROTOCOL,
+    name: str | None = None,
+    hu_range: Sequence[float] | None = None,
+    device: str | None = None,
+    shard: tuple[int, int] | None = None,
+    save_worst: int = 0,
+    progress: bool = False,
+    verify: str | None = None,
+    announce: Callable[[str], None] | None = None,
+) -> RunOutcome:
+    """Stress-test a trained nnU-Net v2 model (``ramp-stress run --nnunet``).
+
+    nnU-Net's own predictor (its preprocessing, resampling, sliding window
+    and mirroring, as trained) segments each volume; the volumes are
+    corrupted exactly as for :func:`stress_test_model`, so the results of
+    both are comparable in one report. Needs the ``nnunet`` extra.
+
+    Args:
+        model_folder: ``$nnUNet_results/DatasetNNN_Name/TRAINER__PLANS__CONFIG``.
+        data: Folder prepared by ``ramp-prep``.
+        out: Results folder (resumed if it holds the same run).
+        fold: The fold (``'0'`` to ``'4'`` or ``'all'``).
+        checkpoint: Checkpoint file of the fold.
+        split: ``'test'``, ``'val'``, ``'train'`` or ``'all'``.
+        families: Corruption families (default: the paper's pool).
+        levels: Severity levels (default: the paper's five).
+        seed: Base seed of the corrupted volumes.
+        protocol: Severity protocol, ``'paired'`` or ``'independent'``.
+        name: Model name (default: from the model folder).
+        hu_range: HU window of the corruptions (default: the nnU-Net
+            trainers' window, :data:`torchio_ramp.nnunet.domain.DEFAULT_WINDOW`).
+        device: Inference device (default ``'auto'``).
+        shard: ``(index, count)`` or ``None``.
+        save_worst: Failure pictures of the worst subjects per family.
+        progress: Show progress bars.
+        verify: How the split's files are checked against ``manifest.csv``.
+        announce: Called with a one-line description of the run.
+
+    Returns:
+        What :func:`~torchio_ramp.stress.runner.run_stress_test` did.
+
+    Raises:
+        FileNotFoundError: If the model folder, fold, checkpoint or dataset
+            is missing.
+        ImportError: If nnunetv2 is not installed (the message names the
+            extra).
+
+    Example:
+        >>> folder = 'nnUNet_results/Dataset777_X/nnUNetTrainerRAMP__nnUNetPlans__3d_fullres'
+        >>> stress_test_nnunet(folder, 'prepared', 'results/ramp')  # doctest: +SKIP
+    """  # noqa: E501
+    from ..nnunet.domain import DEFAULT_WINDOW
+    from ..nnunet.predictor import NnunetPredictor
+
+    device = str(resolve_device(device))
+    read_dataset_info(data)
+    window = tuple(hu_range or DEFAULT_WINDOW)
+    predictor = NnunetPredictor(
+        model_folder, fold, checkpoint, device=device, window=window
+    )
+    stress_protocol = StressProtocol(
+        families=families,
+        levels=levels or SEVERITY_LEVELS,
+        seed=seed,
+        hu_range=window,
+        protocol=protocol,
+    )
+    name = name or predictor.name
+    if announce is not None:
+        shard_text = '' if shard is None else f' shard {shard[0]}/{shard[1]}'
+        announce(
+            f'ramp-stress: {name} (nnU-Net, fold {fold}) on {data} ({split})'
+            f'{shard_text}: {len(stress_protocol.settings) - 1} corrupted settings'
+            f' + clean ({describe_protocol(stress_protocol.protocol)} severity'
+            f' protocol), HU window {stress_protocol.hu_range}, device {device}'
+        )
+    return run_stress_test(
+        predictor,
+        data,
+        out,
+        split=split,
+        protocol=stress_protocol,
+        name=name,
+        model_arguments=predictor.fingerprint(),
+        session={
+            'model_path': str(predictor.checkpoint_path.resolve()),
+            'device': str(device),
+        },
+        shard=shard,
+        progress=progress,
+        save_worst=save_worst,
+        verify=verify,
+    )

@@ -8,6 +8,8 @@ prepared dataset split), ``merge`` (combine the shard files of a run) and
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -23,15 +25,12 @@ from ..cli_options import resolve_device
 from ..cli_options import seed_option
 from ..cli_options import size_option
 from ..cli_options import split_list
-from ..datasets import read_dataset_info
 from ..families import PAPER_FAMILIES
 from ..integrity import VERIFY_ENV
 from ..integrity import VERIFY_MODES
 from ..operators import SEVERITY_LEVELS
 from .protocol import DEFAULT_PROTOCOL
 from .protocol import PROTOCOLS
-from .protocol import StressProtocol
-from .protocol import describe_protocol
 from .store import find_results
 from .store import load_results
 from .store import merge_shards
@@ -291,11 +290,25 @@ def run(
     they share OUT, otherwise run `ramp-stress merge`.
     """
     from .api import stress_test_model
-    from .runner import ModelError
+    from .api import stress_test_nnunet
 
     if (model is None) == (nnunet is None):
         raise click.UsageError('pass either --model or --nnunet')
     device = str(resolve_device(device))
+    common = {
+        'split': split,
+        'families': families,
+        'levels': levels,
+        'seed': seed,
+        'protocol': severity_protocol,
+        'name': name,
+        'hu_range': hu_range,
+        'device': device,
+        'save_worst': save_worst,
+        'progress': progress,
+        'verify': verify,
+        'announce': lambda line: click.echo(line, err=True),
+    }
     if nnunet is not None:
         given = [
             f'--{k}'
@@ -312,134 +325,41 @@ def run(
                 f'{", ".join(given)} cannot be used with --nnunet'
                 " (nnU-Net's plans set them)"
             )
-        return _run_nnunet(
-            nnunet,
-            fold,
-            checkpoint,
-            data,
-            out,
-            split,
-            families,
-            levels,
-            seed,
-            name,
-            hu_range,
-            device,
-            shard,
-            progress,
-            verify,
-            severity_protocol,
-            save_worst,
-        )
-    try:
-        outcome = stress_test_model(
-            model,
-            data,
-            out,
-            weights=weights,
-            split=split,
-            families=families,
-            levels=levels,
-            seed=seed,
-            protocol=severity_protocol,
-            name=name,
-            hu_range=hu_range,
-            patch_size=patch_size,
-            overlap=overlap,
-            batch_size=batch_size,
-            device=device,
-            amp=amp,
-            aggregation_device=aggregation_device,
-            shard=parse_shard(shard) if shard else shard_from_environment(),
-            save_worst=save_worst,
-            progress=progress,
-            verify=verify,
-            announce=lambda line: click.echo(line, err=True),
-        )
-    except UnicodeDecodeError as error:
-        raise _fail(_damaged(error, out)) from error
-    except (FileNotFoundError, ValueError, TypeError, ImportError) as error:
-        raise _fail(error) from error
-    except ModelError as error:
-        raise _fail(error) from error
-    except OSError as error:  # e.g. disk full while writing the results
-        raise _fail(_os_error(error, out)) from error
+    with _user_errors(out):
+        common['shard'] = parse_shard(shard) if shard else shard_from_environment()
+        if nnunet is not None:
+            outcome = stress_test_nnunet(
+                nnunet, data, out, fold=fold, checkpoint=checkpoint, **common
+            )
+        else:
+            outcome = stress_test_model(
+                model,
+                data,
+                out,
+                weights=weights,
+                patch_size=patch_size,
+                overlap=overlap,
+                batch_size=batch_size,
+                amp=amp,
+                aggregation_device=aggregation_device,
+                **common,
+            )
     _echo_outcome(outcome)
 
 
-def _run_nnunet(
-    nnunet,
-    fold,
-    checkpoint,
-    data,
-    out,
-    split,
-    families,
-    levels,
-    seed,
-    name,
-    hu_range,
-    device,
-    shard,
-    progress,
-    verify,
-    severity_protocol=DEFAULT_PROTOCOL,
-    save_worst=0,
-) -> None:
-    from ..nnunet.domain import DEFAULT_WINDOW
+@contextmanager
+def _user_errors(out: Path) -> Iterator[None]:
+    """Turn what a run raises on bad input into ``Error: ...`` (exit 1)."""
     from .runner import ModelError
-    from .runner import run_stress_test
 
     try:
-        shard_value = parse_shard(shard) if shard else shard_from_environment()
-        read_dataset_info(data)
-        from ..nnunet.predictor import NnunetPredictor
-
-        window = hu_range or DEFAULT_WINDOW
-        predictor = NnunetPredictor(
-            nnunet, fold, checkpoint, device=device, window=window
-        )
-        protocol = StressProtocol(
-            families=families,
-            levels=levels or SEVERITY_LEVELS,
-            seed=seed,
-            hu_range=window,
-            protocol=severity_protocol,
-        )
-        name = name or predictor.name
-        click.echo(
-            f'ramp-stress: {name} (nnU-Net, fold {fold}) on {data} ({split}):'
-            f' {len(protocol.settings) - 1} corrupted settings + clean'
-            f' ({describe_protocol(protocol.protocol)} severity protocol), HU window'
-            f' {protocol.hu_range}, device {device}',
-            err=True,
-        )
-        outcome = run_stress_test(
-            predictor,
-            data,
-            out,
-            split=split,
-            protocol=protocol,
-            name=name,
-            model_arguments=predictor.fingerprint(),
-            session={
-                'model_path': str(predictor.checkpoint_path.resolve()),
-                'device': str(device),
-            },
-            shard=shard_value,
-            progress=progress,
-            verify=verify,
-            save_worst=save_worst,
-        )
+        yield
     except UnicodeDecodeError as error:
         raise _fail(_damaged(error, out)) from error
-    except (FileNotFoundError, ValueError, TypeError, ImportError) as error:
-        raise _fail(error) from error
-    except ModelError as error:
+    except (FileNotFoundError, ValueError, TypeError, ImportError, ModelError) as error:
         raise _fail(error) from error
     except OSError as error:  # e.g. disk full while writing the results
         raise _fail(_os_error(error, out)) from error
-    _echo_outcome(outcome)
 
 
 def _echo_outcome(outcome) -> None:
