@@ -119,3 +119,25 @@ def gunzip_ok(path: Path) -> bool:
     except (OSError, EOFError):
         return False
     return True
+
+
+def prepare_phantoms(root: Path, subjects: int, shape: str) -> Path:
+    """SYNTHETIC TotalSegmentator phantoms through ``ramp-prep``, all in the test split.
+
+    Runs ``ramp-prep synth`` into ``root/source`` and ``ramp-prep totalseg``
+    into ``root/prepared`` (returned) with ``--fractions 0,0,1``.
+    """
+    from click.testing import CliRunner
+
+    from ramp_prep.cli import main
+
+    source, out = root / 'source', root / 'prepared'
+    runner = CliRunner()
+    for arguments in (
+        ['synth', source, '--layout', 'totalseg', '--subjects', subjects,
+         '--shape', shape],
+        ['totalseg', source, out, '--fractions', '0,0,1', '--no-progress'],
+    ):  # fmt: skip
+        result = runner.invoke(main, [str(a) for a in arguments])
+        assert result.exit_code == 0, result.output
+    return out

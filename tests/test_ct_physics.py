@@ -18,6 +18,7 @@ import torchio as tio
 
 import torchio_ramp as tr
 from tests import catalogue
+from tests.prep_fixtures import prepare_phantoms
 from torchio_ramp.ct_physics import CT_PHYSICS_FAMILIES
 from torchio_ramp.families import FAMILIES
 from torchio_ramp.families import POOLS
@@ -447,29 +448,8 @@ def test_beam_projector_is_shared_between_calls():
 @pytest.fixture(scope='module')
 def phantoms(tmp_path_factory):
     """Two 24^3 phantoms prepared by ramp-prep, both in the test split."""
-    from click.testing import CliRunner
-
-    from ramp_prep.cli import main as ramp_prep
-
     root = tmp_path_factory.mktemp('ct-physics-stress')
-    source, out = root / 'source', root / 'prepared'
-    runner = CliRunner()
-    for arguments in (
-        [
-            'synth',
-            source,
-            '--layout',
-            'totalseg',
-            '--subjects',
-            2,
-            '--shape',
-            '24,24,24',
-        ],
-        ['totalseg', source, out, '--fractions', '0,0,1', '--no-progress'],
-    ):
-        result = runner.invoke(ramp_prep, [str(a) for a in arguments])
-        assert result.exit_code == 0, result.output
-    return out
+    return prepare_phantoms(root, 2, '24,24,24')
 
 
 def test_ramp_stress_accepts_the_pool(phantoms, tmp_path):

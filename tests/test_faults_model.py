@@ -17,7 +17,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ramp_prep.cli import main as prep_main
+from tests.prep_fixtures import prepare_phantoms
 from torchio_ramp.stress.cli import main
 from torchio_ramp.stress.predictors import load_model
 from torchio_ramp.stress.predictors import make_predictor
@@ -45,15 +45,7 @@ def invoke(arguments, code: int):
 @pytest.fixture(scope='module')
 def prepared(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp('faults-model')
-    source, out = root / 'source', root / 'prepared'
-    runner = CliRunner()
-    for arguments in (
-        ['synth', source, '--layout', 'totalseg', '--subjects', 3, '--shape',
-         '16,16,16'],
-        ['totalseg', source, out, '--fractions', '0,0,1', '--no-progress'],
-    ):  # fmt: skip
-        assert runner.invoke(prep_main, [str(a) for a in arguments]).exit_code == 0
-    return out
+    return prepare_phantoms(root, 3, '16,16,16')
 
 
 class Scaled(torch.nn.Module):

@@ -20,11 +20,10 @@ from pathlib import Path
 import pytest
 import torch
 import torchio as tio
-from click.testing import CliRunner
 
 import torchio_ramp as tr
-from ramp_prep.cli import main as ramp_prep
 from tests import extra_family
+from tests.prep_fixtures import prepare_phantoms
 from torchio_ramp.cli_options import family_names
 from torchio_ramp.families import FAMILIES
 from torchio_ramp.families import FAMILY_NAMES
@@ -115,24 +114,7 @@ def test_unregistering_is_refused_for_the_papers_families_and_unknown_names():
 def phantoms(tmp_path_factory) -> Path:
     """Two 16^3 phantoms prepared by ramp-prep, both in the test split."""
     root = tmp_path_factory.mktemp('open-registry')
-    source, out = root / 'source', root / 'prepared'
-    runner = CliRunner()
-    for arguments in (
-        [
-            'synth',
-            source,
-            '--layout',
-            'totalseg',
-            '--subjects',
-            2,
-            '--shape',
-            '16,16,16',
-        ],
-        ['totalseg', source, out, '--fractions', '0,0,1', '--no-progress'],
-    ):
-        result = runner.invoke(ramp_prep, [str(a) for a in arguments])
-        assert result.exit_code == 0, result.output
-    return out
+    return prepare_phantoms(root, 2, '16,16,16')
 
 
 def _threshold_model(image: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ramp_prep.cli import main as prep_main
+from tests.prep_fixtures import prepare_phantoms
 from torchio_ramp.stress.cli import main
 from torchio_ramp.stress.html import to_html
 from torchio_ramp.stress.pictures import load_worst
@@ -77,15 +77,7 @@ def invoke(arguments, code=0):
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp('html')
-    runner = CliRunner()
-    for arguments in (
-        ['synth', root / 'source', '--layout', 'totalseg', '--subjects', 4,
-         '--shape', '24,24,20'],
-        ['totalseg', root / 'source', root / 'prepared', '--fractions', '0,0,1',
-         '--no-progress'],
-    ):  # fmt: skip
-        result = runner.invoke(prep_main, [str(a) for a in arguments])
-        assert result.exit_code == 0, result.output
+    prepare_phantoms(root, 4, '24,24,20')
     folders = {}
     for name, predictor in (('sharp', nearest_intensity), ('blurry', blurry)):
         out = root / 'results' / name

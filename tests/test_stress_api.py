@@ -9,7 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ramp_prep.cli import main as prep_main
+from tests.prep_fixtures import prepare_phantoms
 from torchio_ramp.stress import stress_test_model
 from torchio_ramp.stress.cli import main
 from torchio_ramp.stress.store import ResultsError
@@ -21,15 +21,7 @@ GRID = {'families': ['stripe'], 'levels': [0.1, 0.2]}
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp('api')
-    runner = CliRunner()
-    for arguments in (
-        ['synth', root / 'source', '--layout', 'totalseg', '--subjects', 3,
-         '--shape', '16,16,16'],
-        ['totalseg', root / 'source', root / 'prepared', '--fractions', '0,0,1',
-         '--no-progress'],
-    ):  # fmt: skip
-        result = runner.invoke(prep_main, [str(a) for a in arguments])
-        assert result.exit_code == 0, result.output
+    prepare_phantoms(root, 3, '16,16,16')
     conv = torch.nn.Conv3d(1, 6, 1)
     with torch.no_grad():
         conv.weight.copy_(100 * CENTRES.reshape(6, 1, 1, 1, 1))

@@ -18,7 +18,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ramp_prep.cli import main as prep_main
+from tests.prep_fixtures import prepare_phantoms
 from torchio_ramp.stress.cli import main
 from torchio_ramp.stress.loaders import load_model_file
 from torchio_ramp.stress.loaders import model_format
@@ -92,16 +92,7 @@ def exported(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope='module')
 def prepared(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp('formats-data')
-    runner = CliRunner()
-    for arguments in (
-        ['synth', root / 'source', '--layout', 'totalseg', '--subjects', 3,
-         '--shape', '24,24,24'],
-        ['totalseg', root / 'source', root / 'prepared', '--fractions', '0,0,1',
-         '--no-progress'],
-    ):  # fmt: skip
-        result = runner.invoke(prep_main, [str(a) for a in arguments])
-        assert result.exit_code == 0, result.output
-    return root / 'prepared'
+    return prepare_phantoms(root, 3, '24,24,24')
 
 
 def test_format_is_read_from_the_content(exported, tmp_path):

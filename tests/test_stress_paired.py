@@ -11,7 +11,7 @@ import torch
 import torchio as tio
 from click.testing import CliRunner
 
-from ramp_prep.cli import main as prep_main
+from tests.prep_fixtures import prepare_phantoms
 from torchio_ramp.datasets import phantom_subject
 from torchio_ramp.families import FAMILIES
 from torchio_ramp.families import FAMILY_NAMES
@@ -176,16 +176,7 @@ def _pred(image: torch.Tensor) -> torch.Tensor:
 @pytest.fixture(scope='module')
 def prepared(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp('paired-data')
-    runner = CliRunner()
-    for arguments in (
-        ['synth', root / 'source', '--layout', 'totalseg', '--subjects', 2,
-         '--shape', '16,16,16'],
-        ['totalseg', root / 'source', root / 'prepared', '--fractions', '0,0,1',
-         '--no-progress'],
-    ):  # fmt: skip
-        result = runner.invoke(prep_main, [str(a) for a in arguments])
-        assert result.exit_code == 0, result.output
-    return root / 'prepared'
+    return prepare_phantoms(root, 2, '16,16,16')
 
 
 def test_protocols_are_recorded_and_never_mixed(prepared, tmp_path):
