@@ -145,6 +145,68 @@ def test_values_at_the_tolerance_pass_and_just_beyond_fail():
         tr.kernels.gaussian_noise(x, std=0.0)
 
 
+def _exact_verdict(x: torch.Tensor, normalized: bool) -> bool:
+    """The definition the check implements, computed in float64."""
+    from torchio_ramp.kernels.base import TOLERANCE
+
+    values = x.double()
+    if not bool(torch.isfinite(values).all()):
+        return False
+    if not normalized:
+        return True
+    low, high = float(values.min()), float(values.max())
+    return low >= -TOLERANCE and high <= 1 + TOLERANCE
+
+
+EDGE_VALUES = [
+    0.0,
+    -0.0,
+    1.0,
+    1 + 5e-6,
+    1 + 1e-5,
+    1 + 2e-5,
+    -5e-6,
+    -2e-5,
+    1e-40,
+    3.0e38,
+    float('inf'),
+    -float('inf'),
+    float('nan'),
+    -float('nan'),
+]
+
+
+@pytest.mark.parametrize(
+    'dtype', [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+)
+@pytest.mark.parametrize('normalized', [True, False])
+def test_the_fast_checks_agree_with_the_exact_definition(dtype, normalized):
+    # the bit-pattern and sum shortcuts must never pass what the float64
+    # definition refuses, nor refuse what it passes, at any dtype
+    from torchio_ramp.kernels.base import check_intensities
+
+    for value in EDGE_VALUES:
+        for other in (0.5, 3.0e38, -3.0e38):
+            x = torch.tensor([other, value], dtype=torch.float64).to(dtype)
+            x = torch.stack([x, x]).T  # a non-contiguous view
+            try:
+                check_intensities(x, normalized=normalized)
+                passed = True
+            except IntensityError:
+                passed = False
+            assert passed == _exact_verdict(x, normalized), (dtype, value, other)
+
+
+def test_a_sum_that_overflows_does_not_hide_a_finite_image():
+    # finite float16 values whose sum overflows: the exact check decides
+    from torchio_ramp.kernels.base import check_intensities
+
+    x = torch.full((1, 4, 4, 4), 60000.0, dtype=torch.float16)
+    check_intensities(x, normalized=False)
+    with pytest.raises(IntensityError, match='outside'):
+        check_intensities(x)
+
+
 # Empty tensors -------------------------------------------------------------
 
 

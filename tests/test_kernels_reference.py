@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 import torch
+import torch.nn.functional as F
 
 from tests.test_kernels_contract import one_thread  # noqa: F401
 from torchio_ramp import kernels
@@ -234,6 +235,26 @@ def test_downsample_matches_numpy_linear_resampling(factor, shape):
     assert got.shape == x.shape
     expected = np.clip(reference_downsample(x.numpy(), factor), 0, 1)
     np.testing.assert_allclose(got.numpy(), expected, atol=ATOL64)
+
+
+@pytest.mark.parametrize(
+    ('shape', 'size'),
+    [
+        ((1, 64, 64, 64), (128, 128, 128)),
+        ((2, 5, 6, 7), (9, 12, 14)),
+        ((1, 1, 3, 3), (1, 8, 8)),
+        ((1, 9, 1, 4), (17, 1, 9)),
+        ((3, 7, 8, 9), (7, 8, 9)),
+    ],
+)
+def test_upsample_trilinear_is_torch_trilinear(shape, size):
+    from torchio_ramp.kernels.resolution import upsample_trilinear
+
+    x = image(shape, dtype=torch.float32)
+    got = upsample_trilinear(x, size)
+    expected = F.interpolate(x[None], size=size, mode='trilinear')[0]
+    assert got.shape == expected.shape and got.is_contiguous()
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
 
 
 def test_downsample_factor_one_is_identity():
