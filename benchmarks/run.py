@@ -1066,7 +1066,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         out.append(
             f'Per 1 x {shape_text} patch with a uint8 label map, N ='
             f' {config.pipeline_repeats} calls, call i after torch.manual_seed(i)'
-            " (outside the timed region) for every column. TorchIO-built: the same sampling with TorchIO's"
+            ' (outside the timed region) for every column. TorchIO-built: the'
+            " same sampling with TorchIO's"
             ' built-ins where they exist (our operators elsewhere), one deep copy'
             ' per call (`benchmarks/torchio_equivalents.py`); ours copies the'
             " subject's structure once and no voxels."

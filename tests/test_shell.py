@@ -15,6 +15,7 @@ import torch
 import torchio as tio
 
 import torchio_ramp as tr
+from torchio_ramp.intensity_ops import INTENSITY_OPERATIONS
 from torchio_ramp.kernels.base import IntensityError
 from torchio_ramp.kernels.base import check_intensities
 from torchio_ramp.kernels.base import inputs_checked
@@ -148,7 +149,22 @@ OUT_KERNELS = {
     'salt_pepper': {'prob': 0.1},
     'bias_field': {'strength': 0.3},
     'compound': {'level': 0.1},
+    'intensity_shift': {'shift': 0.1},
+    'contrast_reduction': {'blend': 0.3},
+    'gamma': {'gamma1': 1.3, 'gamma2': 0.8},
+    'window_level': {'center_shift': 0.1, 'width_scale': 0.8},
+    'local_contrast': {'blend': 0.3},
+    'stripes': {'strength': 0.3},
 }
+
+
+def test_every_kernel_that_writes_out_is_checked_in_place():
+    writers = {
+        operator.kernel.__name__
+        for operator in {**tr.FAMILIES, **INTENSITY_OPERATIONS}.values()
+        if operator.writes_out and operator.domain == 'normalized'
+    }
+    assert writers == set(OUT_KERNELS)
 
 
 @pytest.mark.parametrize('name', sorted(OUT_KERNELS))

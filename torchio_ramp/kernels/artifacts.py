@@ -95,6 +95,7 @@ def add_slice_offsets(
     x: torch.Tensor,
     offsets: torch.Tensor,
     axis: int,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Add ``offsets[i]`` to every voxel of slice ``i`` along ``axis`` and clip.
 
@@ -107,7 +108,7 @@ def add_slice_offsets(
     shape = [1] * x.ndim
     shape[dim] = x.shape[dim]
     offsets = offsets.to(device=x.device, dtype=x.dtype).reshape(shape)
-    return (x + offsets).clamp_(0, 1)
+    return torch.add(x, offsets, out=out).clamp_(0, 1)
 
 
 @batched
@@ -118,6 +119,7 @@ def stripes(
     fraction: float = 0.15,
     axis: int | None = None,
     generator: torch.Generator | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Stripe / banding artifact: offsets on a random subset of slices.
 
@@ -141,4 +143,4 @@ def stripes(
     signs = rand(reference, generator, shape=(count,)).lt(0.5).mul(2).sub(1)
     offsets = torch.zeros(size, dtype=x.dtype)
     offsets[slices] = strength * magnitudes * signs
-    return add_slice_offsets(x, offsets, axis)
+    return add_slice_offsets(x, offsets, axis, out=out)

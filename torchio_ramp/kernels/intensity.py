@@ -21,6 +21,7 @@ def intensity_shift(
     shift: float,
     sign: int | None = None,
     generator: torch.Generator | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Add ``+shift`` or ``-shift`` (equal probability when ``sign`` is None).
 
@@ -33,7 +34,7 @@ def intensity_shift(
         sign = -1 if uniform(generator, 0, 1) < 0.5 else 1
     elif sign not in (-1, 1):
         raise ValueError(f'sign must be -1 or 1, not {sign}')
-    return (x + sign * shift).clamp_(0, 1)
+    return torch.add(x, sign * shift, out=out).clamp_(0, 1)
 
 
 @batched
@@ -42,6 +43,7 @@ def contrast_reduction(
     *,
     blend: float,
     generator: torch.Generator | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Blend each channel toward its global mean: ``(1 - blend) x + blend mean``.
 
@@ -51,7 +53,7 @@ def contrast_reduction(
         [0.25, 0.75]
     """
     mean = x.mean(dim=(-3, -2, -1), keepdim=True)
-    return torch.lerp(x, mean, blend).clamp_(0, 1)
+    return torch.lerp(x, mean, blend, out=out).clamp_(0, 1)
 
 
 @batched
@@ -61,6 +63,7 @@ def gamma(
     gamma1: float,
     gamma2: float,
     generator: torch.Generator | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Two-step gamma ``(x ** gamma1) ** gamma2``.
 
@@ -77,11 +80,12 @@ def gamma(
     """
     exponent = gamma1 * gamma2
     if exponent == 0:
-        return torch.ones_like(x)
+        return torch.ones_like(x) if out is None else out.fill_(1)
     if exponent == 1:
-        return x.clone()
+        return x.clone() if out is None else out.copy_(x)
     floor = max(math.exp(-80.0 / exponent), 1e-37)
-    return torch.clamp_min(x, floor).log_().mul_(exponent).exp_().clamp_(0, 1)
+    power = torch.clamp_min(x, floor, out=out).log_().mul_(exponent).exp_()
+    return power.clamp_(0, 1)
 
 
 @batched
@@ -91,6 +95,7 @@ def window_level(
     center_shift: float,
     width_scale: float,
     generator: torch.Generator | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Re-window: move the window centre by ``center_shift``, scale its width.
 
@@ -105,7 +110,7 @@ def window_level(
         [0.35, 0.5]
     """
     offset = 0.5 + center_shift
-    return x.sub(offset).div_(width_scale).add_(0.5).clamp_(0, 1)
+    return torch.sub(x, offset, out=out).div_(width_scale).add_(0.5).clamp_(0, 1)
 
 
 def warp_coefficients(
@@ -176,7 +181,8 @@ def patch_extremes(
 
     Patches are the bins of ``F.adaptive_max_pool3d`` (bin ``i`` of ``n`` voxels
     into ``g`` cells spans ``floor(i n / g)`` to ``ceil((i + 1) n / g)``),
-    reduced in place through views, without copying the patches.
+    reduced through views, without copying the patches (one strided
+    reduction per extreme when the patches are equal).
 
     Example:
         >>> x = torch.arange(8.0).reshape(1, 2, 2, 2)
@@ -184,9 +190,17 @@ def patch_extremes(
         >>> low.flatten().tolist(), high.flatten().tolist()
         ([0.0, 4.0], [3.0, 7.0])
     """
+    spatial = x.shape[-3:]
+    if all(n % g == 0 for g, n in zip(cells, spatial, strict=True)):
+        # equal patches: one strided reduction per extreme over a view
+        shape = [x.shape[0]]
+        for g, n in zip(cells, spatial, strict=True):
+            shape += [g, n // g]
+        patches = x.view(shape) if x.is_contiguous() else x.reshape(shape)
+        return patches.amin(dim=(2, 4, 6)), patches.amax(dim=(2, 4, 6))
     bins = [
         [((i * n) // g, -((-(i + 1) * n) // g)) for i in range(g)]
-        for g, n in zip(cells, x.shape[-3:], strict=True)
+        for g, n in zip(cells, spatial, strict=True)
     ]
     low = torch.empty(x.shape[0], *cells, device=x.device, dtype=x.dtype)
     high = torch.empty_like(low)
@@ -210,6 +224,7 @@ def local_contrast(
     blend: float,
     grid: tuple[int, int, int] = (4, 4, 4),
     generator: torch.Generator | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Adaptive local contrast: blend ``x`` with a locally stretched version.
 
@@ -232,7 +247,10 @@ def local_contrast(
         interpolation_matrix(g, n, **options)
         for g, n in zip(cells, spatial, strict=True)
     )
-    out = torch.empty_like(x)
+    if out is None:
+        out = torch.empty_like(x)
+    # a slab of out is written after the last read of the same slab of x (and
+    # the extremes were taken before), so out may be x itself.
     # the interpolated extremes exist one slab at a time: about one volume of
     # memory besides x, instead of three
     rows = max(1, LOCAL_CONTRAST_SLAB // (spatial[1] * spatial[2]))
@@ -243,7 +261,8 @@ def local_contrast(
         low_slab = along_axes(low, matrices)
         x_slab = x[..., start:stop, :, :]
         spread = high_slab.sub_(low_slab).clamp_min_(1e-6)
-        stretched = low_slab.neg_().add_(x_slab).div_(spread).clamp_(0, 1)
-        stretched.sub_(x_slab).mul_(blend).add_(x_slab).clamp_(0, 1)
-        out[..., start:stop, :, :] = stretched
-    return out
+        stretched = torch.sub(x_slab, low_slab, out=low_slab).div_(spread)
+        # the blend goes straight into the output: (1 - blend) x + blend s
+        out_slab = out[..., start:stop, :, :]
+        torch.lerp(x_slab, stretched.clamp_(0, 1), blend, out=out_slab)
+    return out.clamp_(0, 1)

@@ -9,6 +9,7 @@ linear operator, such as valid Gaussian filtering of a coarse grid.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -35,8 +36,17 @@ def interpolation_matrix(
                 [0.5000, 0.5000],
                 [0.0000, 1.0000]])
     """
+    matrix = _interpolation_matrix64(size_in, size_out, align_corners)
+    return matrix.to(device=device, dtype=dtype, copy=True)
+
+
+@functools.lru_cache(maxsize=256)
+def _interpolation_matrix64(
+    size_in: int, size_out: int, align_corners: bool
+) -> torch.Tensor:
+    """The float64 CPU matrix, built once per geometry (never modified)."""
     if size_in == 1:
-        return torch.ones(size_out, 1, device=device, dtype=dtype)
+        return torch.ones(size_out, 1, dtype=torch.float64)
     index = torch.arange(size_out, dtype=torch.float64)
     if align_corners:
         position = index * ((size_in - 1) / max(size_out - 1, 1))
@@ -48,7 +58,7 @@ def interpolation_matrix(
     matrix = torch.zeros(size_out, size_in, dtype=torch.float64)
     matrix[rows, low] = 1 - weight
     matrix[rows, low + 1] += weight
-    return matrix.to(device=device, dtype=dtype)
+    return matrix
 
 
 def along_axes(x: torch.Tensor, matrices: Sequence[torch.Tensor]) -> torch.Tensor:
