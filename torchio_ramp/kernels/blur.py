@@ -77,4 +77,5 @@ def sharpen(
         True
     """
     blurred = gaussian_filter(x, sigma)
-    return blurred.sub_(x).mul_(-amount).add_(x).clamp_(0, 1)
+    # x + amount (x - blurred) = lerp(x, blurred, -amount), in one pass
+    return torch.lerp(x, blurred, -amount, out=blurred).clamp_(0, 1)

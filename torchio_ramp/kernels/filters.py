@@ -9,6 +9,7 @@ the memory bandwidth floor on any device and stays fast at one thread, where
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Sequence
@@ -56,21 +57,49 @@ def filter1d(
     radius = (len(weights) - 1) // 2
     out = torch.mul(x, weights[radius], out=out)
     size = x.shape[dim]
-    first = x.narrow(dim, 0, 1)
-    last = x.narrow(dim, size - 1, 1)
-    for offset in range(1, radius + 1):
+    for offset in range(1, min(radius, size - 1) + 1):
         weight = weights[radius + offset]
-        if offset < size:
-            inner = size - offset
-            # out[i] += w * x[i - offset] and w * x[i + offset], inside the volume
-            out.narrow(dim, offset, inner).add_(x.narrow(dim, 0, inner), alpha=weight)
-            out.narrow(dim, 0, inner).add_(x.narrow(dim, offset, inner), alpha=weight)
-            # replicate padding beyond each edge
-            out.narrow(dim, 0, offset).add_(first, alpha=weight)
-            out.narrow(dim, inner, offset).add_(last, alpha=weight)
-        else:
-            out.add_(first, alpha=weight).add_(last, alpha=weight)
+        inner = size - offset
+        # out[i] += w * x[i - offset] and w * x[i + offset], inside the volume
+        out.narrow(dim, offset, inner).add_(x.narrow(dim, 0, inner), alpha=weight)
+        out.narrow(dim, 0, inner).add_(x.narrow(dim, offset, inner), alpha=weight)
+    # replicate padding: output i takes the edge value once per tap that
+    # falls beyond the edge, i.e. with the sum of those taps' weights, in one
+    # broadcast product per edge instead of one addition per tap
+    edge = min(radius, size)
+    if edge:
+        beyond = _beyond_edge_weights(tuple(weights), size, x.dtype, x.device)
+        shape = [1] * x.ndim
+        shape[dim] = edge
+        beyond = beyond.view(shape)
+        first = x.narrow(dim, 0, 1)
+        last = x.narrow(dim, size - 1, 1)
+        out.narrow(dim, 0, edge).addcmul_(first, beyond)
+        out.narrow(dim, size - edge, edge).addcmul_(last, beyond.flip(dim))
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _beyond_edge_weights(
+    weights: tuple[float, ...],
+    size: int,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> torch.Tensor:
+    """Weight of the edge value at output ``i < radius`` (replicate padding).
+
+    Output ``i`` reads ``x[i + k]`` for ``k = -radius .. radius``; the taps
+    with ``i + k < 0`` read the first value, and with ``i + k >= size`` the
+    last one (which is the first one too when ``size`` is small). Entry ``i``
+    is the summed weight of the taps that read beyond the first edge.
+    """
+    radius = (len(weights) - 1) // 2
+    edge = min(radius, size)
+    sums = [
+        sum(weights[radius + k] for k in range(-radius, radius + 1) if i + k < 0)
+        for i in range(edge)
+    ]
+    return torch.tensor(sums, dtype=torch.float64).to(device=device, dtype=dtype)
 
 
 SLAB_VALUES = 2**20
