@@ -17,13 +17,12 @@ def upsample_trilinear(x: torch.Tensor, size: tuple[int, int, int]) -> torch.Ten
     """Trilinear resize of ``(C, d, h, w)`` to ``(C, *size)``, for a larger grid.
 
     The same interpolation as ``F.interpolate(mode='trilinear',
-    align_corners=False)``, computed as a bilinear pass over ``(h, w)`` with
-    the ``d`` slices as channels, then a bilinear pass over ``(d, H * W)``
-    whose second axis keeps its size (weights exactly 1 and 0). This nests
-    the weights in the trilinear kernel's order, so the values agree to the
-    last bit, or to float rounding (about 1e-7) on grids where PyTorch picks
-    kernels of another vector width; on a 128^3 output it takes half the time
-    on the CPU.
+    align_corners=False)`` (equal up to float rounding, about 1e-7), computed
+    as a linear pass along ``d`` (a bilinear pass over ``(d, h * w)`` whose
+    second axis keeps its size: weights exactly 1 and 0), then a bilinear pass
+    over ``(h, w)`` with the ``D`` slices as channels. On a 128^3 output it
+    takes half the time of the trilinear kernel on the CPU, and its only
+    intermediate is the ``(C, D, h, w)`` grid.
 
     Example:
         >>> x = torch.rand(2, 5, 6, 7)
@@ -34,19 +33,19 @@ def upsample_trilinear(x: torch.Tensor, size: tuple[int, int, int]) -> torch.Ten
     """
     channels, depth, height, width = x.shape
     size_d, size_h, size_w = size
+    lines = F.interpolate(
+        x.reshape(channels, 1, depth, height * width),
+        size=(size_d, height * width),
+        mode='bilinear',
+        align_corners=False,
+    )
     planes = F.interpolate(
-        x.reshape(1, channels * depth, height, width),
+        lines.view(1, channels * size_d, height, width),
         size=(size_h, size_w),
         mode='bilinear',
         align_corners=False,
     )
-    lines = F.interpolate(
-        planes.view(channels, 1, depth, size_h * size_w),
-        size=(size_d, size_h * size_w),
-        mode='bilinear',
-        align_corners=False,
-    )
-    return lines.view(channels, size_d, size_h, size_w)
+    return planes.view(channels, size_d, size_h, size_w)
 
 
 @batched
