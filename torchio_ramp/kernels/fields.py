@@ -60,9 +60,8 @@ def bias_field_map(
         >>> bool(field.min() >= 0.6065) and bool(field.max() <= 1.6488)
         True
     """
-    return upsample_linear(
-        _bias_exponent(shape, strength, generator, device, dtype), shape
-    ).exp_()
+    exponent = _bias_exponent(shape, strength, generator, device, dtype)
+    return upsample_linear(exponent.mul_(1 / math.log(2)), shape).exp2_()
 
 
 def _bias_exponent(
@@ -125,6 +124,9 @@ def _multiply_by_bias(
     out = x if out is None else out
     spatial = x.shape[-3:]
     coarse = _bias_exponent(spatial, strength, generator, x.device, x.dtype)
+    # exp(v) = 2 ** (v / ln 2), scaled on the coarse grid (interpolation is
+    # linear): exp2 is 4x faster than exp on the CPU
+    coarse = coarse.mul_(1 / math.log(2))
     options = {'align_corners': True, 'device': x.device, 'dtype': x.dtype}
     along_d, along_h, along_w = (
         interpolation_matrix(m, n, **options)
@@ -133,7 +135,7 @@ def _multiply_by_bias(
     rows = max(1, BIAS_SLAB_VALUES // (spatial[1] * spatial[2]))
     for start in range(0, spatial[0], rows):
         stop = min(start + rows, spatial[0])
-        field = along_axes(coarse, (along_d[start:stop], along_h, along_w)).exp_()
+        field = along_axes(coarse, (along_d[start:stop], along_h, along_w)).exp2_()
         rows_of = (..., slice(start, stop), slice(None), slice(None))
         torch.mul(x[rows_of], field, out=out[rows_of]).clamp_(0, 1)
     return out

@@ -119,7 +119,9 @@ def gaussian_filter(
     The first pass writes a new volume; when the other passes run along later
     dimensions (the default order), they run slab by slab of the first
     dimension through a small buffer, so smoothing needs one volume besides
-    ``x`` plus a slab of at most :data:`SLAB_VALUES` values.
+    ``x`` plus a slab of at most :data:`SLAB_VALUES` values. With
+    ``overwrite_input`` the passes alternate between the new volume and ``x``
+    instead, and nothing else is allocated.
 
     Args:
         x: Tensor of any shape.
@@ -150,8 +152,12 @@ def gaussian_filter(
     if not passes:
         return x.clone()
     (first, weights), rest = passes[0], passes[1:]
-    if rest and all(dim > first for dim, _ in rest):
+    slabs_apply = rest and all(dim > first for dim, _ in rest)
+    if slabs_apply and not overwrite_input:
         return _filter_in_slabs(filter1d(x, weights, first), first, rest)
+    # passes alternate between two volumes; with overwrite_input the second
+    # one is x (no slab buffer is allocated, which keeps the allocator from
+    # returning and re-faulting memory between calls)
     out, spare = x, None
     for dim, weights in passes:
         result = filter1d(out, weights, dim, out=spare)
