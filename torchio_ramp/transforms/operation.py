@@ -133,7 +133,8 @@ class OperatorTransform(LightCopy, tio.IntensityTransform):
                     data,
                     generator=generator,
                     out=target,
-                    spacing=image.spacing,
+                    # millimetres matter to the HU-domain kernels only
+                    spacing=image.spacing if self.operator.domain == 'hu' else None,
                     **parameters,
                 )
             except IntensityError as error:
