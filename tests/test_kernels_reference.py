@@ -718,9 +718,15 @@ def test_linear_samples_never_leave_the_input_range(low, high):
         assert float(out.max()) <= high
 
 
-@pytest.mark.parametrize('shape', [(2, 16, 16, 16), (1, 13, 7, 5), (1, 3, 2, 1)])
-def test_patch_extremes_equal_adaptive_pooling(shape):
+@pytest.mark.parametrize('transposed', [False, True])
+@pytest.mark.parametrize(
+    'shape', [(2, 16, 16, 16), (1, 12, 8, 20), (1, 13, 7, 5), (1, 3, 2, 1)]
+)
+def test_patch_extremes_equal_adaptive_pooling(shape, transposed):
+    # equal patches (16, 12 x 8 x 20) take the strided path, others the loop
     x = image(shape, dtype=torch.float32)
+    if transposed:  # the same values in a non-contiguous layout
+        x = x.transpose(1, 3).contiguous().transpose(1, 3)
     cells = tuple(min(4, n) for n in shape[1:])
     low, high = kernels.intensity.patch_extremes(x, cells)
     batch = x.unsqueeze(0)

@@ -132,11 +132,11 @@ def check_intensities(
 
     The check is one reduction: an integer :func:`torch.aminmax` of the bit
     patterns for images in ``[0, 1]`` (:func:`_in_unit_interval`), a sum when
-    only finiteness is required (:func:`_sum_is_finite`); when these cannot
-    decide, a floating :func:`torch.aminmax` (a NaN anywhere makes both
-    extremes NaN, an Inf makes one of them infinite) gives the exact answer. The slower
-    :func:`torch.isfinite` pass runs only to word the error. Integer tensors
-    are always finite, so only their range is checked.
+    only finiteness is required (:func:`_sum_is_finite`). When these cannot
+    decide, a floating :func:`torch.aminmax` gives the exact answer (a NaN
+    anywhere makes both extremes NaN, an Inf makes one of them infinite). The
+    slower :func:`torch.isfinite` pass runs only to word the error. Integer
+    tensors are always finite, so only their range is checked.
 
     Args:
         data: The image.

@@ -70,9 +70,9 @@ def gamma(
     On ``[0, 1]`` the two steps compose exactly to one power with exponent
     ``gamma = gamma1 * gamma2``, computed as ``2 ** (gamma / ln 2 * log(x))``:
     vectorised ``log`` and ``exp2`` are three times as fast as ``pow`` on the
-    CPU. ``x`` is first
-    raised to a floor (at most ``exp(-80 / gamma)``) so that neither ``log(0)``
-    nor a subnormal result takes the slow path; zeros map to below ``1e-15``.
+    CPU. ``x`` is first raised to a floor (at most ``exp(-80 / gamma)``) so
+    that neither ``log(0)`` nor a subnormal result takes the slow path; zeros
+    map to below ``1e-15``.
 
     Example:
         >>> x = torch.tensor([0.25]).reshape(1, 1, 1, 1)
@@ -194,12 +194,13 @@ def patch_extremes(
         ([0.0, 4.0], [3.0, 7.0])
     """
     spatial = x.shape[-3:]
-    if all(n % g == 0 for g, n in zip(cells, spatial, strict=True)):
+    equal = all(n % g == 0 for g, n in zip(cells, spatial, strict=True))
+    if equal and x.is_contiguous():
         # equal patches: one strided reduction per extreme over a view
         shape = [x.shape[0]]
         for g, n in zip(cells, spatial, strict=True):
             shape += [g, n // g]
-        patches = x.view(shape) if x.is_contiguous() else x.reshape(shape)
+        patches = x.view(shape)
         return patches.amin(dim=(2, 4, 6)), patches.amax(dim=(2, 4, 6))
     bins = [
         [((i * n) // g, -((-(i + 1) * n) // g)) for i in range(g)]
