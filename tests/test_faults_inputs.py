@@ -197,6 +197,20 @@ def test_the_fast_checks_agree_with_the_exact_definition(dtype, normalized):
             assert passed == _exact_verdict(x, normalized), (dtype, value, other)
 
 
+def test_a_lazily_negated_view_is_checked_exactly():
+    # a real tensor with the negative bit set has no bit patterns to read
+    from torchio_ramp.kernels.base import check_intensities
+
+    values = torch.rand(1, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    view = torch.complex(values, -values).conj().imag
+    assert view.is_neg()
+    check_intensities(view)
+    assert torch.equal(tr.kernels.gaussian_noise(view, std=0.0), values)
+    bad = torch.complex(values, values).conj().imag  # -values: outside [0, 1]
+    with pytest.raises(IntensityError, match='outside'):
+        check_intensities(bad)
+
+
 def test_a_sum_that_overflows_does_not_hide_a_finite_image():
     # finite float16 values whose sum overflows: the exact check decides
     from torchio_ramp.kernels.base import check_intensities

@@ -237,6 +237,43 @@ def test_downsample_matches_numpy_linear_resampling(factor, shape):
     np.testing.assert_allclose(got.numpy(), expected, atol=ATOL64)
 
 
+@pytest.mark.parametrize('sigma', [0.5, 1.5, (0.7, 1.2, 2.0)])
+def test_gaussian_filter_overwriting_its_input_matches_scipy(sigma):
+    from scipy.ndimage import gaussian_filter as scipy_filter
+
+    from torchio_ramp.kernels.filters import TRUNCATE
+    from torchio_ramp.kernels.filters import gaussian_filter
+
+    x = image((1, 9, 7, 12))
+    sigmas = (0, *sigma) if isinstance(sigma, tuple) else (0, sigma, sigma, sigma)
+    expected = scipy_filter(x.numpy(), sigmas, mode='nearest', truncate=TRUNCATE)
+    got = gaussian_filter(x.clone(), sigma, overwrite_input=True)
+    np.testing.assert_allclose(got.numpy(), expected, atol=ATOL64)
+
+
+def test_filter1d_refuses_weights_that_are_not_symmetric_and_odd():
+    from torchio_ramp.kernels.filters import filter1d
+
+    x = torch.rand(8)
+    for weights in ([0.5, 0.5], [0.2, 0.5, 0.3]):
+        with pytest.raises(ValueError, match='symmetric and of odd length'):
+            filter1d(x, weights, dim=0)
+
+
+def test_filtering_works_under_autograd_after_inference_mode():
+    # edge weights cached inside inference_mode must not poison later graphs
+    from torchio_ramp.kernels.filters import filter1d
+    from torchio_ramp.kernels.filters import gaussian_weights
+
+    weights = gaussian_weights(1.3)
+    with torch.inference_mode():
+        filter1d(torch.rand(5, 6), weights, 0)
+    x = torch.rand(5, 6, requires_grad=True)
+    filter1d(x, weights, 0).sum().backward()
+    # every output sums its column's taps to 1: d(sum)/dx sums to the volume
+    assert abs(float(x.grad.sum()) - x.numel()) < 1e-4
+
+
 @pytest.mark.parametrize(
     ('shape', 'size'),
     [

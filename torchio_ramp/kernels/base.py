@@ -212,7 +212,8 @@ def _in_unit_interval(data: torch.Tensor) -> bool:
     float, and NaN and +Inf lie above every finite value. One integer
     ``aminmax`` costs half of the floating one, which has to propagate NaN.
     ``False`` means "not certain" (negative zero, values just below 0 within
-    the tolerance, other dtypes): the caller then runs the exact check.
+    the tolerance, other dtypes, lazily negated views): the caller then runs
+    the exact check.
 
     Example:
         >>> _in_unit_interval(torch.tensor([0.0, 0.5, 1.0]))
@@ -221,7 +222,7 @@ def _in_unit_interval(data: torch.Tensor) -> bool:
         False
     """
     integer = _SAME_SIZE_INTEGER.get(data.dtype)
-    if integer is None:
+    if integer is None or data.is_neg():  # a lazily negated view has no bits
         return False
     low, high = torch.aminmax(data.view(integer))
     return int(low) >= 0 and int(high) <= _unit_limit(data.dtype)

@@ -54,6 +54,11 @@ def filter1d(
         >>> filter1d(x, [0.25, 0.5, 0.25], dim=0)
         tensor([0.0000, 0.2500, 0.5000, 0.2500, 0.0000])
     """
+    if len(weights) % 2 == 0 or any(
+        not math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
+        for a, b in zip(weights, reversed(weights), strict=True)
+    ):
+        raise ValueError(f'weights must be symmetric and of odd length, not {weights}')
     radius = (len(weights) - 1) // 2
     out = torch.mul(x, weights[radius], out=out)
     size = x.shape[dim]
@@ -99,7 +104,10 @@ def _beyond_edge_weights(
         sum(weights[radius + k] for k in range(-radius, radius + 1) if i + k < 0)
         for i in range(edge)
     ]
-    return torch.tensor(sums, dtype=torch.float64).to(device=device, dtype=dtype)
+    # a normal tensor even when first built under torch.inference_mode, so the
+    # cached weights can enter autograd graphs later
+    with torch.inference_mode(False):
+        return torch.tensor(sums, dtype=torch.float64).to(device=device, dtype=dtype)
 
 
 SLAB_VALUES = 2**20
@@ -132,7 +140,8 @@ def gaussian_filter(
             then undefined); for temporaries owned by the caller.
 
     Returns:
-        A new tensor (a copy when every sigma is 0).
+        A new tensor (a copy when every sigma is 0); with
+        ``overwrite_input``, possibly ``x`` itself, overwritten.
 
     Example:
         >>> x = torch.zeros(1, 9, 9, 9)

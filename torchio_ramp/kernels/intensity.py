@@ -70,9 +70,10 @@ def gamma(
     On ``[0, 1]`` the two steps compose exactly to one power with exponent
     ``gamma = gamma1 * gamma2``, computed as ``2 ** (gamma / ln 2 * log(x))``:
     vectorised ``log`` and ``exp2`` are three times as fast as ``pow`` on the
-    CPU. ``x`` is first raised to a floor (at most ``exp(-80 / gamma)``) so
-    that neither ``log(0)`` nor a subnormal result takes the slow path; zeros
-    map to below ``1e-15``.
+    CPU. ``x`` is first raised to a floor (at least ``exp(-80 / gamma)`` and
+    ``1e-37``) so that neither ``log(0)`` nor a subnormal result takes the
+    slow path; zeros map to ``floor ** gamma``, below ``1e-15`` for every
+    exponent above 0.41 (the training range starts at 0.42).
 
     Example:
         >>> x = torch.tensor([0.25]).reshape(1, 1, 1, 1)
