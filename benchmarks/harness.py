@@ -9,12 +9,14 @@ slows all of them alike instead of one.
 from __future__ import annotations
 
 import gc
+import json
 import math
 import os
 import platform
 import re
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -223,6 +225,30 @@ class OperatorClock(TorchDispatchMode):
         if func.overloadpacket.__name__ in RANDOM_OPERATORS:
             self.random_seconds += elapsed
         return result
+
+
+def run_worker(script: str | Path, arguments: Sequence[str], what: str) -> Any:
+    """Run ``python script *arguments`` in a new process; its last line, as JSON.
+
+    For measurements that need a process of their own (peak memory). The
+    worker runs from the script's folder, so it imports its sibling modules.
+
+    Raises:
+        RuntimeError: If the worker fails, naming ``what`` and ending with its
+            error output.
+    """
+    path = Path(script).resolve()
+    completed = subprocess.run(
+        [sys.executable, str(path), *arguments],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=path.parent,
+    )
+    if completed.returncode != 0:
+        message = f'{path.name} worker for {what} failed:\n{completed.stderr[-2000:]}'
+        raise RuntimeError(message)
+    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def load_average() -> str:

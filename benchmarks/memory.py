@@ -38,12 +38,10 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 from collections.abc import Callable
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -188,25 +186,10 @@ def measure(name: str, shape: Sequence[int] = DEFAULT_SHAPE) -> MemoryResult:
     Raises:
         RuntimeError: If the subprocess fails, with its error output.
     """
-    command = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        '--worker',
-        '--shape',
-        *map(str, shape),
-        name,
-    ]
-    completed = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=Path(__file__).resolve().parent,
-    )
-    if completed.returncode != 0:
-        message = f'memory.py worker for {name!r} failed:\n{completed.stderr[-2000:]}'
-        raise RuntimeError(message)
-    data = json.loads(completed.stdout.strip().splitlines()[-1])
+    from harness import run_worker
+
+    arguments = ['--worker', '--shape', *map(str, shape), name]
+    data = run_worker(__file__, arguments, repr(name))
     data['shape'] = tuple(data['shape'])
     return MemoryResult(**data)
 

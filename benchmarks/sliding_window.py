@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from memory import MIB
@@ -111,19 +109,9 @@ def _worker(args: argparse.Namespace) -> None:
 
 
 def _child(argv: Sequence[str], variant: str) -> dict:
-    command = [sys.executable, str(Path(__file__).resolve()), *argv]
-    command += ['--worker', variant]
-    completed = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=Path(__file__).resolve().parent,
-    )
-    if completed.returncode != 0:
-        message = f'sliding_window.py worker {variant!r} failed:\n{completed.stderr}'
-        raise RuntimeError(message[-3000:])
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    from harness import run_worker
+
+    return run_worker(__file__, [*argv, '--worker', variant], repr(variant))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -121,6 +121,21 @@ def gunzip_ok(path: Path) -> bool:
     return True
 
 
+def invoke_cli(command, arguments, code: int):
+    """Run a click ``command``; assert its exit ``code`` and, on failure, a clean error.
+
+    A failing command must print no traceback and end with ``Error: ...``.
+    """
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(command, [str(a) for a in arguments])
+    assert result.exit_code == code, result.output + repr(result.exception)
+    assert 'Traceback' not in result.output
+    if code:
+        assert result.output.strip().splitlines()[-1].startswith('Error: ')
+    return result
+
+
 def prepare_phantoms(root: Path, subjects: int, shape: str) -> Path:
     """SYNTHETIC TotalSegmentator phantoms through ``ramp-prep``, all in the test split.
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
+from tests.prep_fixtures import invoke_cli
 from tests.prep_fixtures import prepare_phantoms
 from torchio_ramp.stress.cli import main
 from torchio_ramp.stress.predictors import load_model
@@ -34,12 +34,7 @@ SETTINGS = [s.name for s in PROTOCOL.settings]
 
 
 def invoke(arguments, code: int):
-    result = CliRunner().invoke(main, [str(a) for a in arguments])
-    assert result.exit_code == code, result.output + repr(result.exception)
-    assert 'Traceback' not in result.output
-    if code:
-        assert result.output.strip().splitlines()[-1].startswith('Error: ')
-    return result
+    return invoke_cli(main, arguments, code)
 
 
 @pytest.fixture(scope='module')

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
 from ramp_prep.cli import main as prep_main
+from tests.prep_fixtures import invoke_cli as invoke
 from torchio_ramp.integrity import IntegrityError
 from torchio_ramp.models import UNET_PRESETS
 from torchio_ramp.models import UNet3d
@@ -33,15 +33,6 @@ SHAPE = 16
 TINY = ['--patch-size', SHAPE, '--model', 'tiny', '--iterations-per-epoch', 1,
         '--samples-per-volume', 1, '--queue-length', 2, '--val-overlap', 0,
         '--epochs', 1, '--no-progress']  # fmt: skip
-
-
-def invoke(command, arguments, code: int):
-    result = CliRunner().invoke(command, [str(a) for a in arguments])
-    assert result.exit_code == code, result.output + repr(result.exception)
-    assert 'Traceback' not in result.output
-    if code:
-        assert result.output.strip().splitlines()[-1].startswith('Error: ')
-    return result
 
 
 @pytest.fixture(scope='module')

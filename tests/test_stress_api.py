@@ -80,3 +80,16 @@ def test_each_resumes_the_other(setup, tmp_path):
     # Other arguments are still refused, naming the difference.
     with pytest.raises(ResultsError, match=r'arguments\.seed'):
         stress_test_model(model, data, folder, seed=1, **GRID)
+
+
+def test_the_run_is_announced_in_one_line(setup, tmp_path):
+    data, model = setup
+    lines = []
+    stress_test_model(
+        model, data, tmp_path / 'run', shard=(0, 2), announce=lines.append, **GRID
+    )
+    assert lines == [
+        f'ramp-stress: nearest on {data} (test) shard 0/2: 2 corrupted settings'
+        ' + clean (paired v2 severity protocol), HU window (-200.0, 300.0),'
+        ' patch (8, 8, 8), overlap (4, 4, 4), device cpu'
+    ]

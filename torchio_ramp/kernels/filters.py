@@ -9,7 +9,6 @@ the memory bandwidth floor on any device and stays fast at one thread, where
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 from collections.abc import Sequence
@@ -68,46 +67,21 @@ def filter1d(
         # out[i] += w * x[i - offset] and w * x[i + offset], inside the volume
         out.narrow(dim, offset, inner).add_(x.narrow(dim, 0, inner), alpha=weight)
         out.narrow(dim, 0, inner).add_(x.narrow(dim, offset, inner), alpha=weight)
-    # replicate padding: output i takes the edge value once per tap that
-    # falls beyond the edge, i.e. with the sum of those taps' weights, in one
-    # broadcast product per edge instead of one addition per tap
+    # replicate padding: output i < radius reads the edge value once per tap
+    # beyond the edge (taps 0 .. radius - i - 1), so it takes the edge value
+    # times their summed weight: one broadcast product per edge instead of one
+    # addition per tap (the weights are symmetric: the same sums serve the end)
     edge = min(radius, size)
     if edge:
-        beyond = _beyond_edge_weights(tuple(weights), size, x.dtype, x.device)
         shape = [1] * x.ndim
         shape[dim] = edge
-        beyond = beyond.view(shape)
+        sums = [sum(weights[: radius - i]) for i in range(edge)]
+        beyond = torch.tensor(sums, dtype=x.dtype, device=x.device).view(shape)
         first = x.narrow(dim, 0, 1)
         last = x.narrow(dim, size - 1, 1)
         out.narrow(dim, 0, edge).addcmul_(first, beyond)
         out.narrow(dim, size - edge, edge).addcmul_(last, beyond.flip(dim))
     return out
-
-
-@functools.lru_cache(maxsize=64)
-def _beyond_edge_weights(
-    weights: tuple[float, ...],
-    size: int,
-    dtype: torch.dtype,
-    device: torch.device,
-) -> torch.Tensor:
-    """Weight of the edge value at output ``i < radius`` (replicate padding).
-
-    Output ``i`` reads ``x[i + k]`` for ``k = -radius .. radius``; the taps
-    with ``i + k < 0`` read the first value, and with ``i + k >= size`` the
-    last one (which is the first one too when ``size`` is small). Entry ``i``
-    is the summed weight of the taps that read beyond the first edge.
-    """
-    radius = (len(weights) - 1) // 2
-    edge = min(radius, size)
-    sums = [
-        sum(weights[radius + k] for k in range(-radius, radius + 1) if i + k < 0)
-        for i in range(edge)
-    ]
-    # a normal tensor even when first built under torch.inference_mode, so the
-    # cached weights can enter autograd graphs later
-    with torch.inference_mode(False):
-        return torch.tensor(sums, dtype=torch.float64).to(device=device, dtype=dtype)
 
 
 SLAB_VALUES = 2**20

@@ -209,6 +209,16 @@ class ParallelBeam:
         return tensor.shape[0]
 
 
+def _pixel_centres(
+    shape: tuple[int, int], spacing: tuple[float, float]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centres of the rows and columns in mm (float64), the slice centred at 0."""
+    (height, width), (dy, dx) = shape, spacing
+    y = (torch.arange(height, dtype=torch.float64) - (height - 1) / 2) * dy
+    x = (torch.arange(width, dtype=torch.float64) - (width - 1) / 2) * dx
+    return y, x
+
+
 def _angle_chunks(views: int, per_view: int) -> list[tuple[int, int]]:
     step = max(1, MAX_NONZEROS // max(per_view, 1))
     return [(start, min(start + step, views)) for start in range(0, views, step)]
@@ -228,6 +238,7 @@ def _projection_blocks(
     dt = min(dy, dx)
     theta_all = torch.tensor(angles, dtype=torch.float64)
     t = (torch.arange(bins, dtype=torch.float64) - (bins - 1) / 2) * dt
+    y, x = _pixel_centres(shape, spacing)
     per_view = bins * max(height, width) * 2
     blocks = []
     for start, stop in _angle_chunks(len(angles), per_view):
@@ -236,8 +247,6 @@ def _projection_blocks(
         views = torch.arange(stop - start)
         # rays crossing rows more steeply step over rows: x = (t - y sin) / cos
         steep = cos.abs() * dy >= sin.abs() * dx
-        y = (torch.arange(height, dtype=torch.float64) - (height - 1) / 2) * dy
-        x = (torch.arange(width, dtype=torch.float64) - (width - 1) / 2) * dx
         c, s, v = cos[steep, None, None], sin[steep, None, None], views[steep]
         column = (t[:, None] - y[None, :] * s) / c / dx + (width - 1) / 2
         row = torch.arange(height).expand_as(column)
@@ -295,8 +304,7 @@ def _backprojection_blocks(
     bins = detector_bins(shape, spacing)
     dt = min(dy, dx)
     theta_all = torch.tensor(angles, dtype=torch.float64)
-    y = (torch.arange(height, dtype=torch.float64) - (height - 1) / 2) * dy
-    x = (torch.arange(width, dtype=torch.float64) - (width - 1) / 2) * dx
+    y, x = _pixel_centres(shape, spacing)
     yy, xx = (g.flatten() for g in torch.meshgrid(y, x, indexing='ij'))
     pixels = torch.arange(height * width)
     blocks = []

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -30,6 +31,7 @@ from .protocol import DEFAULT_PROTOCOL
 from .protocol import StressProtocol
 from .protocol import describe_protocol
 from .runner import OutputContract
+from .runner import Predictor
 from .runner import RunOutcome
 from .runner import dataset_classes
 from .runner import expected_channels
@@ -178,22 +180,15 @@ def stress_test_model(
         'aggregation_device': aggregation_device,
         'batch_size': batch_size,
     }
-    if announce is not None:
-        shard_text = '' if shard is None else f' shard {shard[0]}/{shard[1]}'
-        announce(
-            f'ramp-stress: {name} on {data} ({split}){shard_text}:'
-            f' {len(stress_protocol.settings) - 1} corrupted settings + clean'
-            f' ({describe_protocol(stress_protocol.protocol)} severity protocol),'
-            f' HU window {stress_protocol.hu_range}, patch {patch_size}, overlap'
-            f' {overlap}, device {device}'
-        )
-    return run_stress_test(
+    return _announce_and_run(
         predictor,
         data,
         out,
-        split=split,
-        protocol=stress_protocol,
+        stress_protocol,
         name=name,
+        details=f', patch {patch_size}, overlap {overlap}, device {device}',
+        announce=announce,
+        split=split,
         model_arguments=model_arguments,
         session=session,
         shard=shard,
@@ -281,22 +276,16 @@ def stress_test_nnunet(
         hu_range=window,
         protocol=protocol,
     )
-    name = name or predictor.name
-    if announce is not None:
-        shard_text = '' if shard is None else f' shard {shard[0]}/{shard[1]}'
-        announce(
-            f'ramp-stress: {name} (nnU-Net, fold {fold}) on {data} ({split})'
-            f'{shard_text}: {len(stress_protocol.settings) - 1} corrupted settings'
-            f' + clean ({describe_protocol(stress_protocol.protocol)} severity'
-            f' protocol), HU window {stress_protocol.hu_range}, device {device}'
-        )
-    return run_stress_test(
+    return _announce_and_run(
         predictor,
         data,
         out,
+        stress_protocol,
+        name=name or predictor.name,
+        model=f' (nnU-Net, fold {fold})',
+        details=f', device {device}',
+        announce=announce,
         split=split,
-        protocol=stress_protocol,
-        name=name,
         model_arguments=predictor.fingerprint(),
         session={
             'model_path': str(predictor.checkpoint_path.resolve()),
@@ -306,4 +295,35 @@ def stress_test_nnunet(
         progress=progress,
         save_worst=save_worst,
         verify=verify,
+    )
+
+
+def _announce_and_run(
+    predictor: Predictor,
+    data: str | Path,
+    out: str | Path,
+    protocol: StressProtocol,
+    *,
+    name: str,
+    details: str,
+    announce: Callable[[str], None] | None,
+    model: str = '',
+    **options: Any,
+) -> RunOutcome:
+    """Say what is about to run (when ``announce`` is given), then run it.
+
+    ``model`` follows the name and ``details`` the HU window in the line;
+    ``options`` go to :func:`~torchio_ramp.stress.runner.run_stress_test`.
+    """
+    if announce is not None:
+        shard = options.get('shard')
+        shard_text = '' if shard is None else f' shard {shard[0]}/{shard[1]}'
+        announce(
+            f'ramp-stress: {name}{model} on {data} ({options["split"]}){shard_text}:'
+            f' {len(protocol.settings) - 1} corrupted settings + clean'
+            f' ({describe_protocol(protocol.protocol)} severity protocol),'
+            f' HU window {protocol.hu_range}{details}'
+        )
+    return run_stress_test(
+        predictor, data, out, protocol=protocol, name=name, **options
     )

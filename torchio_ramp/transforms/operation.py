@@ -133,8 +133,7 @@ class OperatorTransform(LightCopy, tio.IntensityTransform):
                     data,
                     generator=generator,
                     out=target,
-                    # millimetres matter to the HU-domain kernels only
-                    spacing=image.spacing if self.operator.domain == 'hu' else None,
+                    spacing=image.spacing,
                     **parameters,
                 )
             except IntensityError as error:

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import torch
 import torchio as tio
-from torchio.transforms.augmentation import RandomTransform
 from torchio.transforms.data_parser import DataParser
 
 from ..kernels.base import check_intensities
@@ -150,8 +149,7 @@ class LightCopy:
             transformed.add_image(image, name)
         if not transform.parse_input:
             return transformed
-        if not isinstance(transform, RandomTransform):  # TorchIO's rule, cheaper
-            transform._add_transform_to_subject_history(transformed)
+        transform._add_transform_to_subject_history(transformed)
         for image in transformed.get_images(intensity_only=False):
             ndim = image.data.ndim
             assert ndim == 4, f'Output of {transform.name} is {ndim}D'
