@@ -170,3 +170,14 @@ def test_peer_summary_says_which_libraries_are_present():
     for library in peers.LIBRARIES:
         expected = 'not installed' if not peers.available(library) else library
         assert expected in summary
+
+
+def test_a_failing_worker_names_itself_and_its_error(benchmarks_on_path):
+    import harness
+
+    arguments = ['--worker', '--shape', '8', '8', '8', 'no_such_operator']
+    with pytest.raises(RuntimeError) as error:
+        harness.run_worker(BENCHMARKS / 'memory.py', arguments, "'no_such_operator'")
+    message = str(error.value)
+    assert message.startswith("memory.py worker for 'no_such_operator' failed:")
+    assert "unknown operator 'no_such_operator'" in message
