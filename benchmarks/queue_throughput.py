@@ -1,6 +1,6 @@
 """``tio.Queue`` throughput with ``Ramp()``, in patches per second.
 
-Phantom CT volumes (``torchio_ramp.datasets.phantom_subject``, int16 HU plus the
+Phantom CT volumes (``torchio_ramp.phantoms.phantom_subject``, int16 HU plus the
 five-class label) go through a ``tio.SubjectsDataset`` whose transform is
 ``CTNormalize()`` followed by ``Ramp()``; a ``tio.Queue`` with a
 ``UniformSampler`` draws patches. TorchIO runs the transform on whole volumes
@@ -30,7 +30,7 @@ import torchio as tio
 
 from torchio_ramp import CTNormalize
 from torchio_ramp import Ramp
-from torchio_ramp.datasets import phantom_subject
+from torchio_ramp.phantoms import phantom_subject
 
 UNIQUE_PHANTOMS = 4
 """Distinct phantoms; the dataset cycles through them (each item is a deep copy)."""

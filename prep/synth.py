@@ -16,8 +16,8 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from torchio_ramp.datasets import Phantom
-from torchio_ramp.datasets import make_phantom
+from torchio_ramp.phantoms import Phantom
+from torchio_ramp.phantoms import make_phantom
 from torchio_ramp.labels import ABDOMENCT1K_SOURCE_NAMES
 from torchio_ramp.labels import TOTALSEG_STRUCTURES
 

@@ -11,7 +11,7 @@ import torchio as tio
 
 from torchio_ramp import Corruption
 from torchio_ramp import CTNormalize
-from torchio_ramp.datasets import phantom_subject
+from torchio_ramp.phantoms import phantom_subject
 from torchio_ramp.families import FAMILY_NAMES
 from torchio_ramp.families import PAPER_FAMILIES
 from torchio_ramp.labels import CLASS_NAMES

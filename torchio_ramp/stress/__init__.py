@@ -4,7 +4,7 @@ Every metric is defined once, in :mod:`torchio_ramp.stress.metrics`.
 
 Example:
     >>> import torch
-    >>> from torchio_ramp.datasets import phantom_subject
+    >>> from torchio_ramp.phantoms import phantom_subject
     >>> from torchio_ramp.stress import StressProtocol, evaluate_subject
     >>> subject = phantom_subject((16, 16, 16), seed=0)
     >>> protocol = StressProtocol(families=['gaussian_noise'], levels=[0.1, 0.2])

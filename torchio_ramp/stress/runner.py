@@ -227,7 +227,7 @@ def evaluate_subject(
             message names the subject, the setting and the model's message.
 
     Example:
-        >>> from torchio_ramp.datasets import phantom_subject
+        >>> from torchio_ramp.phantoms import phantom_subject
         >>> subject = phantom_subject((16, 16, 16), seed=0)
         >>> label = subject.label.data[0]
         >>> protocol = StressProtocol(families=['blur'], levels=[0.1])
@@ -314,7 +314,7 @@ def results_from_rows(
     For evaluations kept in memory (notebooks, tests) rather than on disk.
 
     Example:
-        >>> from torchio_ramp.datasets import phantom_subject
+        >>> from torchio_ramp.phantoms import phantom_subject
         >>> subject = phantom_subject((16, 16, 16), seed=0)
         >>> protocol = StressProtocol(families=['blur'], levels=[0.1])
         >>> rows = evaluate_subject(lambda x: subject.label.data[0], subject, protocol)

@@ -172,7 +172,7 @@ def make_queue(
 
     Example:
         >>> import torchio as tio
-        >>> from torchio_ramp.datasets import phantom_subject
+        >>> from torchio_ramp.phantoms import phantom_subject
         >>> dataset = tio.SubjectsDataset([phantom_subject((16, 16, 16))])
         >>> sampler = make_patch_sampler('uniform', (8, 8, 8))
         >>> queue = make_queue(dataset, sampler, queue_length=4, samples_per_volume=2)

@@ -99,7 +99,7 @@ def distributed_subject_sampler(
 
     Example:
         >>> import torchio as tio
-        >>> from torchio_ramp.datasets import phantom_subject
+        >>> from torchio_ramp.phantoms import phantom_subject
         >>> dataset = tio.SubjectsDataset([phantom_subject((8, 8, 8))] * 3)
         >>> sampler = distributed_subject_sampler(dataset, DistributedContext(1, 2, 1))
         >>> len(sampler)

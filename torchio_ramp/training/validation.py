@@ -83,7 +83,7 @@ def evaluate(
 
     Example:
         >>> import torchio as tio
-        >>> from torchio_ramp.datasets import phantom_subject
+        >>> from torchio_ramp.phantoms import phantom_subject
         >>> from torchio_ramp.training import validation_transform
         >>> dataset = tio.SubjectsDataset(
         ...     [phantom_subject((16, 16, 16))], transform=validation_transform()
