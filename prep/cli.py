@@ -18,12 +18,13 @@ from .convert import Options
 from .convert import Summary
 from .convert import parse_subject_ids
 from .convert import prepare
-from .convert import resplit
+from .convert import split_again
 from .errors import PrepError
 from .outputs import DEFAULT_NNUNET_NAMES
 from .outputs import REPORT_TXT
 from .outputs import tool_version
 from .splits import DEFAULT_SEED
+from .splits import empty_split_warnings
 from .splits import parse_fractions
 from .synth import write_synthetic
 
@@ -90,6 +91,14 @@ def _conversion_options(func: Callable[..., Any]) -> Callable[..., Any]:
             'test = the rest.',
         ),
         click.option(
+            '--release-split',
+            'release',
+            is_flag=True,
+            help="Use the release's own split (TotalSegmentator: the split column "
+            'of meta.csv) instead of the seeded one; --seed and --fractions are '
+            'then not used.',
+        ),
+        click.option(
             '--subjects',
             'subject_args',
             multiple=True,
@@ -146,6 +155,11 @@ def _run(dataset: str, **kwargs: Any) -> None:
         raise click.UsageError(
             '--format nnunet needs --dataset-id N (1..999), the nnU-Net dataset id'
         )
+    if kwargs['release'] and dataset != 'totalseg':
+        raise click.UsageError(
+            f'--release-split: {dataset} has no split of its own (only '
+            "TotalSegmentator's meta.csv has one); use --fractions"
+        )
     keep_going = kwargs.pop('keep_going')
     subject_args = kwargs.pop('subject_args')
     try:
@@ -174,15 +188,36 @@ def _run(dataset: str, **kwargs: Any) -> None:
         raise SystemExit(1)
 
 
+def _echo_removed(summary: Summary) -> None:
+    removed = summary.removed
+    if removed:
+        click.echo(
+            f'Removed {len(removed)} temporary file{"s" * (len(removed) != 1)} left'
+            f' by an interrupted run: {", ".join(removed)}',
+            err=True,
+        )
+
+
+def _echo_warnings(summary: Summary) -> None:
+    for warning in empty_split_warnings(summary.splits, summary.root):
+        click.echo(f'WARNING: {warning}', err=True)
+
+
 def _echo_summary(summary: Summary) -> None:
     splits = summary.splits
     cohort = summary.cohort
     synthetic = ' SYNTHETIC' if cohort and cohort.synthetic else ''
     prepared = sum(len(splits[n]) for n in ('train', 'val', 'test'))
+    how = (
+        "the release's own split"
+        if splits.get('method') == 'release'
+        else f'seed {splits["seed"]}'
+    )
+    _echo_removed(summary)
     click.echo(
         f'Prepared{synthetic} {prepared} of {splits["cohort"]["size"]} cohort '
         f'subjects in {summary.root}: train {len(splits["train"])}, val '
-        f'{len(splits["val"])}, test {len(splits["test"])} (seed {splits["seed"]}).'
+        f'{len(splits["val"])}, test {len(splits["test"])} ({how}).'
     )
     click.echo(
         f'This run: {len(summary.converted)} converted, {len(summary.skipped)} '
@@ -197,30 +232,33 @@ def _echo_summary(summary: Summary) -> None:
         )
     for subject_id, error in sorted(summary.failed.items()):
         click.echo(f'FAILED {subject_id}: {error}', err=True)
+    _echo_warnings(summary)
     click.echo(f'Report: {summary.root / REPORT_TXT}')
 
 
-@click.group(context_settings=CONTEXT)
+class _InOrder(click.Group):
+    """A group whose help lists its commands in the order they are defined."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+@click.group(cls=_InOrder, context_settings=CONTEXT)
 @click.version_option(tool_version(), prog_name='ramp-prep')
 def main() -> None:
     """Prepare CT datasets for torchio-ramp's five-class head.
 
     \b
     Output classes: 0 background, HEAD.
-    Commands:
-      totalseg     convert the TotalSegmentator v2 release
-      abdomenct1k  convert AbdomenCT-1K (cross-dataset test set)
-      synth        write synthetic phantom CTs in either layout (offline demos)
-      split        recompute the train/val/test split of a prepared OUT
-      nnunet-splits  our train/val split as nnU-Net's fold 0 (after planning)
 
     \b
     Output (OUT): images/<id>.nii.gz, labels/<id>.nii.gz (uint8 0..5 on the
     CT's exact grid), splits.json, manifest.csv, dataset.json, report.txt.
     Split: sort ids, permute with numpy.random.default_rng(seed),
     train = floor(0.70 n), val = floor(0.15 n), test = the rest
-    (1228 -> 859/184/185, 1000 -> 700/150/150). Re-running finishes what a
-    killed run left and skips finished subjects.
+    (1228 -> 859/184/185, 1000 -> 700/150/150); --release-split keeps
+    the release's own split instead. Re-running finishes what a killed run
+    left and skips finished subjects.
     """
 
 
@@ -380,14 +418,17 @@ def split(out: Path, seed: int, fractions, basis: str) -> None:
     Same ids, seed and fractions give the same split on every platform.
     """
     try:
-        splits = resplit(out, seed, fractions, basis)
+        summary = split_again(out, seed, fractions, basis)
     except PrepError as error:
         raise click.ClickException(str(error)) from error
+    splits = summary.splits
+    _echo_removed(summary)
     click.echo(
         f'Split {out} with seed {seed}, fractions {list(fractions)}: train '
         f'{len(splits["train"])}, val {len(splits["val"])}, test '
         f'{len(splits["test"])} (cohort {splits["cohort"]["size"]}).'
     )
+    _echo_warnings(summary)
 
 
 @main.command(

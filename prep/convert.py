@@ -41,6 +41,7 @@ from . import images as imio
 from .errors import FatalPrepError
 from .errors import PrepError
 from .errors import describe_os_error
+from .errors import require_regular_file
 from .images import Geometry
 from .outputs import DEFAULT_NNUNET_NAMES
 from .outputs import Layout
@@ -62,6 +63,7 @@ from .splits import DEFAULT_FRACTIONS
 from .splits import DEFAULT_SEED
 from .splits import compute_split
 from .splits import keep_together
+from .splits import release_split
 from .splits import split_of
 
 MAX_TASKS_PER_WORKER = 25
@@ -256,6 +258,8 @@ def _write_ct(task: Task, ct_image: sitk.Image | None, tmp: Path, out: Path):
 
 def _convert(task: Task) -> dict[str, Any]:
     subject = task.subject
+    for path in subject.files():
+        require_regular_file(path)
     fingerprint = source_fingerprint(subject.files(), task.src)
     repairs: list[str] = []
     resampled: list[str] = []
@@ -506,6 +510,8 @@ class Summary:
         failed: Subject id -> error, for this run.
         splits: The written ``splits.json``.
         cohort: The discovered cohort.
+        removed: Temporary files an interrupted run had left, removed
+            (paths relative to ``root``).
     """
 
     root: Path
@@ -514,6 +520,7 @@ class Summary:
     failed: dict[str, str] = field(default_factory=dict)
     splits: dict[str, Any] = field(default_factory=dict)
     cohort: Cohort | None = None
+    removed: list[str] = field(default_factory=list)
 
 
 def parse_subject_ids(values: tuple[str, ...] | list[str]) -> list[str]:
@@ -567,6 +574,51 @@ def _prepare_out(out: Path, src: Path) -> None:
         raise FatalPrepError(f'OUT {out} is not writable: {error}') from error
 
 
+def remove_temporaries(layout: Layout) -> list[str]:
+    """Remove the temporary files an interrupted run left anywhere in ``layout``.
+
+    A run killed while it wrote an output, a record, ``state.json`` or one of
+    the final files leaves that file under its temporary name (see
+    :func:`torchio_ramp.files.temp_path`); nothing reads those, so they are
+    removed. Call it while holding the folder's lock.
+
+    Returns:
+        The removed files, relative to the dataset folder, sorted.
+    """
+    folders = [
+        layout.root,
+        layout.state_dir,
+        layout.records_dir,
+        *layout.output_folders,
+    ]
+    removed = [p for folder in folders for p in imio.remove_stale_temporaries(folder)]
+    return sorted(p.relative_to(layout.root).as_posix() for p in removed)
+
+
+def _cohort_split(
+    cohort: Cohort,
+    seed: int,
+    fractions: tuple[float, float, float],
+    release: bool,
+) -> dict[str, list[str]]:
+    """The seeded split of the cohort, or (``release``) the release's own."""
+    if not release:
+        return compute_split(cohort.ids, seed, fractions)
+    meta = cohort.src / 'meta.csv'
+    if not meta.exists():
+        raise PrepError(
+            f'--release-split: {meta} not found, so {cohort.src} gives no split of'
+            ' its own; drop --release-split to use the seeded split'
+        )
+    try:
+        return release_split({s.id: s.source_split for s in cohort.subjects})
+    except ValueError as error:
+        raise PrepError(
+            f'--release-split: {meta} (column split) gives {error}; fix meta.csv, or'
+            ' drop --release-split to use the seeded split'
+        ) from error
+
+
 def _check_compatible(layout: Layout, state_path: Path, cohort: Cohort) -> None:
     if not state_path.exists():
         return
@@ -598,12 +650,15 @@ def prepare(
     options: Options = Options(),
     overwrite: bool = False,
     progress: bool = True,
+    release: bool = False,
 ) -> Summary:
     """Convert a TotalSegmentator v2 or AbdomenCT-1K release into OUT.
 
     The split is computed on the whole cohort found in ``src`` before any
     filtering, so ``subjects`` only chooses which of them to convert now;
-    nobody changes split when more subjects are added later.
+    nobody changes split when more subjects are added later. With
+    ``release``, the split is the release's own (TotalSegmentator's
+    ``meta.csv`` has a ``split`` column) instead of the seeded one.
 
     Args:
         dataset: ``'totalseg'`` or ``'abdomenct1k'``.
@@ -619,9 +674,12 @@ def prepare(
         options: ``--link`` / ``--resample-masks``.
         overwrite: Redo subjects whose outputs are current.
         progress: Show a progress bar.
+        release: Use the release's own split (``seed`` and ``fractions``
+            are then not used).
 
     Returns:
-        What was converted, skipped and failed, and the split.
+        What was converted, skipped and failed, the split, and the
+        temporary files of an interrupted run that were removed.
 
     Raises:
         PrepError: For problems with SRC, OUT or the arguments;
@@ -635,6 +693,11 @@ def prepare(
     """
     if dataset not in DISCOVER:
         raise PrepError(f'unknown dataset {dataset!r}')
+    if release and dataset != 'totalseg':
+        raise PrepError(
+            f'--release-split: {dataset} has no split of its own (only'
+            " TotalSegmentator's meta.csv has one)"
+        )
     if workers < 1:
         raise PrepError(f'--workers must be at least 1, got {workers}')
     _check_seed(seed)
@@ -667,10 +730,9 @@ def prepare(
                     + (f'; excluded: {"; ".join(why[:5])}' if why else '')
                 )
         selected = list(by_id) if subjects is None else sorted(set(subjects))
-        cohort_split = compute_split(cohort.ids, seed, fractions)
+        cohort_split = _cohort_split(cohort, seed, fractions, release)
         where = split_of(cohort_split)
-        for folder in layout.output_folders:
-            imio.remove_stale_temporaries(folder)
+        removed = remove_temporaries(layout)
 
         records = load_records(layout)
         for subject_id, record in records.items():
@@ -678,7 +740,7 @@ def prepare(
                 write_record(layout, record)
         option_key = options.key()
         tasks: list[Task] = []
-        summary = Summary(root=layout.root, cohort=cohort)
+        summary = Summary(root=layout.root, cohort=cohort, removed=removed)
         for subject_id in selected:
             subject = by_id[subject_id]
             fingerprint = source_fingerprint(subject.files(), src)
@@ -704,8 +766,9 @@ def prepare(
             'synthetic': cohort.synthetic,
             'src': str(src.resolve()),
             'format': layout.format,
-            'seed': seed,
-            'fractions': list(fractions),
+            'seed': None if release else seed,
+            'fractions': None if release else list(fractions),
+            'split': 'release' if release else 'seeded',
             'cohort': cohort.ids,
             'cohort_basis': 'source',
             'excluded': cohort.excluded,
@@ -804,6 +867,23 @@ def resplit(
     fractions: tuple[float, float, float],
     basis: str = 'source',
 ) -> dict[str, Any]:
+    """Recompute the split of a prepared folder; the written ``splits.json``.
+
+    :func:`split_again` with only its ``splits``.
+
+    Example:
+        >>> out = Path('prepared/totalseg')
+        >>> splits = resplit(out, 7, (0.8, 0.1, 0.1))  # doctest: +SKIP
+    """
+    return split_again(root, seed, fractions, basis).splits
+
+
+def split_again(
+    root: Path,
+    seed: int,
+    fractions: tuple[float, float, float],
+    basis: str = 'source',
+) -> Summary:
     """Recompute the split of a prepared folder (``ramp-prep split``).
 
     Args:
@@ -814,14 +894,16 @@ def resplit(
             run did); ``'prepared'`` splits only the subjects present.
 
     Returns:
-        The written ``splits.json``.
+        The written ``splits.json`` (``splits``) and the temporary files of
+        an interrupted run that were removed (``removed``).
 
     Raises:
         PrepError: If ``root`` is not a prepared folder.
 
     Example:
         >>> out = Path('prepared/totalseg')
-        >>> splits = resplit(out, 7, (0.8, 0.1, 0.1))  # doctest: +SKIP
+        >>> split_again(out, 7, (0.8, 0.1, 0.1)).removed  # doctest: +SKIP
+        []
     """
     from .outputs import find_layout
 
@@ -833,6 +915,7 @@ def resplit(
             f'{root} has no {state_path.relative_to(root)}; re-run the conversion'
         )
     with output_lock(layout):
+        removed = remove_temporaries(layout)
         state = read_json(state_path)
         records = load_records(layout)
         if basis == 'prepared':
@@ -855,7 +938,9 @@ def resplit(
         state.update(
             seed=seed,
             fractions=list(fractions),
+            split='seeded',
             cohort=sorted(ids),
             cohort_basis=basis,
         )
-        return finish(layout, state, records, cohort_split)
+        splits = finish(layout, state, records, cohort_split)
+        return Summary(root=layout.root, splits=splits, removed=removed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 
 
 class PrepError(Exception):
@@ -47,3 +48,50 @@ def describe_os_error(error: OSError, path: object, action: str) -> PrepError:
         return FatalPrepError(f'Permission denied while writing {path}')
     reason = error.strerror or str(error)
     return PrepError(f'Error while {action} {path}: {reason}')
+
+
+SPECIAL_FILES = (
+    (stat.S_ISFIFO, 'a named pipe, FIFO'),
+    (stat.S_ISSOCK, 'a socket'),
+    (stat.S_ISCHR, 'a character device'),
+    (stat.S_ISBLK, 'a block device'),
+    (stat.S_ISDIR, 'a folder'),
+)
+"""Kinds of file that ``ramp-prep`` never opens, with their names."""
+
+
+def require_regular_file(path: object) -> None:
+    """Refuse, without opening it, a path that exists but is no regular file.
+
+    Opening a named pipe (FIFO) blocks until another process writes to it,
+    and a device may never end, so a FIFO placed in a source folder (or left
+    where ``state.json`` should be) would hang ``ramp-prep``. Symbolic links
+    are followed: a link to a regular file is fine. A missing path passes
+    (the caller says it is missing).
+
+    Raises:
+        PrepError: Naming the path and what it is.
+
+    Example:
+        >>> import tempfile
+        >>> fifo = os.path.join(tempfile.mkdtemp(), 'ct.nii.gz')
+        >>> os.mkfifo(fifo)
+        >>> require_regular_file(fifo)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ramp_prep.errors.PrepError: .../ct.nii.gz: not a regular file (a named pipe, ...
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise describe_os_error(error, path, 'reading') from error
+    if stat.S_ISREG(mode):
+        return
+    kind = next((name for test, name in SPECIAL_FILES if test(mode)), 'not a file')
+    raise PrepError(
+        f'{path}: not a regular file ({kind}); ramp-prep reads only regular files'
+        ' and does not open it (reading a pipe or device can block for ever).'
+        ' Put the file itself there.'
+    )

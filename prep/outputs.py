@@ -51,9 +51,12 @@ from torchio_ramp.labels import TOTALSEG_MAPPING
 from .errors import FatalPrepError
 from .errors import PrepError
 from .errors import describe_os_error
+from .errors import require_regular_file
 from .images import write_text
+from .splits import RELEASE_RULE
 from .splits import RULE
 from .splits import cohort_digest
+from .splits import empty_split_warnings
 from .splits import split_sizes
 
 STATE_DIR = '.ramp-prep'
@@ -218,6 +221,7 @@ def read_json(path: Path) -> Any:
     Example:
         >>> read_json(Path('out/splits.json'))  # doctest: +SKIP
     """
+    require_regular_file(path)
     try:
         return json.loads(path.read_text(encoding='utf-8'))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -371,6 +375,16 @@ def output_lock(layout: Layout):
 # Final files
 
 
+def split_method(state: dict[str, Any]) -> str:
+    """``'release'`` (the release's own split) or ``'seeded'`` (the rule)."""
+    return 'release' if state.get('split') == 'release' else 'seeded'
+
+
+def split_rule(state: dict[str, Any]) -> str:
+    """How the split was made, in words (``splits.json``, ``dataset.json``)."""
+    return RELEASE_RULE if split_method(state) == 'release' else RULE
+
+
 def dataset_name(state: dict[str, Any]) -> str:
     """Dataset name as shown to users (``synthetic-`` prefix for phantoms)."""
     prefix = SYNTHETIC_PREFIX if state['synthetic'] else ''
@@ -428,7 +442,7 @@ def build_dataset_json(
         'overlap_precedence': [CLASS_NAMES[c] for c in OVERLAP_PRECEDENCE],
         'seed': state['seed'],
         'fractions': state['fractions'],
-        'split_rule': RULE,
+        'split_rule': split_rule(state),
         'num_subjects': sum(len(split[n]) for n in SPLIT_NAMES),
         'split_sizes': {n: len(split[n]) for n in SPLIT_NAMES},
         'file_ending': '.nii.gz',
@@ -515,22 +529,21 @@ def build_splits_json(
         for i in cohort_split[n]
         if i not in prepared
     }
+    if split_method(state) == 'release':
+        sizes = tuple(len(cohort_split[n]) for n in SPLIT_NAMES)
+    else:
+        sizes = split_sizes(len(cohort), state['fractions'])
     return {
         'seed': state['seed'],
         'fractions': state['fractions'],
-        'rule': RULE,
+        'method': split_method(state),
+        'rule': split_rule(state),
         'dataset': dataset_name(state),
         **{n: [i for i in cohort_split[n] if i in prepared] for n in SPLIT_NAMES},
         'cohort': {
             'size': len(cohort),
             'sha256': cohort_digest(cohort),
-            'split_sizes': dict(
-                zip(
-                    SPLIT_NAMES,
-                    split_sizes(len(cohort), state['fractions']),
-                    strict=True,
-                )
-            ),
+            'split_sizes': dict(zip(SPLIT_NAMES, sizes, strict=True)),
             'basis': state.get('cohort_basis', 'source'),
         },
         'not_prepared': dict(sorted(not_prepared.items())),
@@ -560,13 +573,20 @@ def build_report(
     prepared = len(records)
     cohort = splits['cohort']['size']
     add(f'Cohort: {cohort} subjects ({_cohort_rule(state["dataset"])}).')
+    how = (
+        "the release's own split from meta.csv"
+        if split_method(state) == 'release'
+        else f'seed {state["seed"]}, fractions {state["fractions"]}'
+    )
     add(
         f'Prepared: {prepared}; train {len(splits["train"])}, val '
         f'{len(splits["val"])}, test {len(splits["test"])} '
-        f'(seed {state["seed"]}, fractions {state["fractions"]}; full-cohort sizes '
+        f'({how}; full-cohort sizes '
         + '/'.join(str(v) for v in splits['cohort']['split_sizes'].values())
         + ').'
     )
+    for warning in empty_split_warnings(splits, layout.root):
+        add(f'WARNING: {warning}')
     failures = state.get('failures', {})
     excluded = state.get('excluded', {})
     repaired = [r for r in records if r['repaired']]

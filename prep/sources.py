@@ -20,6 +20,7 @@ from torchio_ramp.labels import TOTALSEG_V1_HEART_STRUCTURES
 
 from .errors import PrepError
 from .errors import describe_os_error
+from .errors import require_regular_file
 
 SYNTHETIC_MARKER = 'SYNTHETIC.txt'
 """File at the root of folders written by ``ramp-prep synth``."""
@@ -107,7 +108,8 @@ def read_meta_csv(path: Path) -> dict[str, dict[str, str]]:
         ``image_id`` -> row.
 
     Raises:
-        PrepError: If the file cannot be parsed or has no ``image_id``.
+        PrepError: If the file is not a regular file (a FIFO is never
+            opened), cannot be parsed or has no ``image_id``.
 
     Example:
         >>> src = Path('Totalsegmentator_dataset_v201')
@@ -115,6 +117,7 @@ def read_meta_csv(path: Path) -> dict[str, dict[str, str]]:
         >>> rows['s0001']['split']  # doctest: +SKIP
         'train'
     """
+    require_regular_file(path)
     try:
         text = path.read_text(encoding='utf-8-sig')
     except UnicodeDecodeError as error:

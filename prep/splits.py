@@ -14,6 +14,7 @@ import hashlib
 import math
 from collections import Counter
 from collections.abc import Iterable
+from collections.abc import Mapping
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -27,6 +28,7 @@ RULE = (
     'sorted ids permuted by numpy.random.default_rng(seed).permutation(n); '
     'train = floor(f_train * n), val = floor(f_val * n), test = the rest'
 )
+RELEASE_RULE = "the release's own split (the split column of its meta.csv)"
 
 
 def _exact(value: float | str | Fraction) -> Fraction:
@@ -124,6 +126,142 @@ def compute_split(
         shuffled[n_train + n_val :],
     )
     return {name: sorted(part) for name, part in zip(SPLIT_NAMES, parts, strict=True)}
+
+
+def release_split(assigned: Mapping[str, str]) -> dict[str, list[str]]:
+    """The split a release gives its subjects (``id -> 'train'|'val'|'test'``).
+
+    Values are read without case or surrounding spaces; each list is sorted.
+
+    Raises:
+        ValueError: Naming the ids without a split or with an unknown one.
+
+    Example:
+        >>> release_split({'s2': 'test', 's1': 'Train ', 's3': 'train'})
+        {'train': ['s1', 's3'], 'val': [], 'test': ['s2']}
+    """
+    split: dict[str, list[str]] = {name: [] for name in SPLIT_NAMES}
+    missing, unknown = [], []
+    for subject_id, value in sorted(assigned.items()):
+        name = value.strip().lower()
+        if name in split:
+            split[name].append(subject_id)
+        elif name:
+            unknown.append(f'{subject_id} ({value.strip()!r})')
+        else:
+            missing.append(subject_id)
+    problems = []
+    if missing:
+        problems.append(f'no split for {len(missing)} id(s): {", ".join(missing[:10])}')
+    if unknown:
+        problems.append(
+            f'a split other than train, val or test for {len(unknown)} id(s): '
+            + ', '.join(unknown[:10])
+        )
+    if problems:
+        raise ValueError('; '.join(problems))
+    return split
+
+
+def filling_fractions(n: int) -> tuple[float, float, float] | None:
+    """Fractions that leave no split of ``n`` ids empty (two ids: no test).
+
+    The default fractions where they fill every split (7 ids or more);
+    for 3 to 6 ids, train ``n - 2``, val 1 and test 1; for 2 ids, train 1 and
+    val 1 (what ``ramp-train`` needs; two ids cannot fill three splits);
+    ``None`` for fewer.
+
+    Example:
+        >>> filling_fractions(3), filling_fractions(20)
+        ((0.34, 0.34, 0.32), (0.7, 0.15, 0.15))
+        >>> split_sizes(6, filling_fractions(6)), filling_fractions(2)
+        ((4, 1, 1), (0.5, 0.5, 0.0))
+    """
+    if n < 2:
+        return None
+    if n == 2:
+        return (0.5, 0.5, 0.0)
+    if min(split_sizes(n, DEFAULT_FRACTIONS)) > 0:
+        return DEFAULT_FRACTIONS
+    # Two decimals, rounded up: floor(f * n) is then exactly the wanted size.
+    train = Fraction(math.ceil(Fraction(100 * (n - 2), n)), 100)
+    val = Fraction(math.ceil(Fraction(100, n)), 100)
+    fractions = (float(train), float(val), float(1 - train - val))
+    assert split_sizes(n, fractions) == (n - 2, 1, 1), (n, fractions)
+    return fractions
+
+
+USES = {
+    'train': 'ramp-train trains on it',
+    'val': 'ramp-train validates on it',
+    'test': 'ramp-stress run evaluates it (--split test)',
+}
+"""What each split is for, as a warning about an empty one says."""
+
+
+def empty_split_warnings(splits: Mapping[str, object], root: object) -> list[str]:
+    """Warnings about splits left empty by a small cohort, with the fix.
+
+    A split is worth a warning when it is empty although its fraction is
+    above zero (or the split is the release's own): ``--fractions 0,0,1``
+    empties train and val on purpose, and says nothing.
+
+    Args:
+        splits: The contents of ``splits.json``.
+        root: The prepared folder, as ``ramp-prep split`` takes it.
+
+    Example:
+        >>> splits = {'train': ['a', 'b'], 'val': [], 'test': ['c'],
+        ...           'fractions': [0.7, 0.15, 0.15], 'cohort': {'size': 3}}
+        >>> import textwrap
+        >>> (warning,) = empty_split_warnings(splits, 'prepared')
+        >>> print(textwrap.fill(warning, 72))
+        split 'val' is empty (train 2, val 0, test 1 of 3 prepared subjects):
+        ramp-train validates on it. Fix: ramp-prep split prepared --fractions
+        0.34,0.34,0.32 (train 1, val 1, test 1).
+    """
+    sizes = {name: len(splits[name]) for name in SPLIT_NAMES}
+    total = sum(sizes.values())
+    fractions = splits.get('fractions')
+    chosen = fractions if isinstance(fractions, list) and len(fractions) == 3 else None
+    empty = [
+        name
+        for i, name in enumerate(SPLIT_NAMES)
+        if sizes[name] == 0 and (chosen is None or chosen[i] > 0)
+    ]
+    if not empty or total == 0:
+        return []
+    which = ' and '.join(repr(name) for name in empty)
+    counts = ', '.join(f'{name} {sizes[name]}' for name in SPLIT_NAMES)
+    line = (
+        f'{"split" if len(empty) == 1 else "splits"} {which}'
+        f' {"is" if len(empty) == 1 else "are"} empty ({counts} of'
+        f' {total} prepared subject{"s" * (total != 1)}): '
+        + '; '.join(USES[name] for name in empty)
+        + '.'
+    )
+    fill = filling_fractions(total)
+    if fill is None:
+        return [
+            line + ' One subject cannot be split: prepare more, or keep it for'
+            f' ramp-stress alone (ramp-prep split {root} --fractions 0,0,1).'
+        ]
+    cohort = splits.get('cohort')
+    size = cohort.get('size', total) if isinstance(cohort, Mapping) else total
+    basis = ' --cohort prepared' if total < size else ''
+    new = split_sizes(total, fill)
+    text = ','.join(f'{f:g}' for f in fill)
+    line += (
+        f' Fix: ramp-prep split {root}{basis} --fractions {text} ('
+        + ', '.join(f'{n} {k}' for n, k in zip(SPLIT_NAMES, new, strict=True))
+        + ').'
+    )
+    if total == 2:
+        line += (
+            ' Two subjects cannot fill three splits: that leaves no test subject;'
+            ' to stress-test a model trained elsewhere, keep a test subject instead.'
+        )
+    return [line]
 
 
 def split_of(split: dict[str, list[str]]) -> dict[str, str]:

@@ -156,3 +156,66 @@ def prepare_phantoms(root: Path, subjects: int, shape: str) -> Path:
         result = runner.invoke(main, [str(a) for a in arguments])
         assert result.exit_code == 0, result.output
     return out
+
+
+STALL_SITE = '''\
+"""Test hook: Python opens of some files, or renames of some temporary files, stall."""
+import builtins
+import io
+import os
+import time
+
+_OPENS = {p for p in os.environ.get('RAMP_TEST_STALL_OPEN', '').split(os.pathsep) if p}
+_RENAMES = os.environ.get('RAMP_TEST_STALL_RENAME', '')
+
+
+def _stall():
+    while True:
+        time.sleep(60)
+
+
+if _OPENS:
+    _open = io.open
+
+    def _stalling_open(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and os.path.realpath(file) in _OPENS:
+            _stall()
+        return _open(file, *args, **kwargs)
+
+    builtins.open = io.open = _stalling_open
+
+if _RENAMES:
+    _replace = os.replace
+
+    def _stalling_replace(source, destination, *args, **kwargs):
+        if _RENAMES in os.path.basename(os.fspath(source)):
+            _stall()
+        return _replace(source, destination, *args, **kwargs)
+
+    os.replace = _stalling_replace
+'''
+
+
+def stalling_environment(
+    folder: Path, opens: list[Path] = (), rename: str = ''
+) -> dict[str, str]:
+    """Environment for a ``ramp-prep`` subprocess that stalls at chosen points.
+
+    A ``sitecustomize`` module (loaded by every Python process, so also by the
+    fork server and its workers) makes a Python ``open`` of any of ``opens``
+    block for ever (a stalled network mount), and an ``os.replace`` of a file
+    whose name contains ``rename`` block before it renames. The test then
+    kills the run there.
+    """
+    import os
+
+    site = folder / 'stall-site'
+    site.mkdir(parents=True, exist_ok=True)
+    (site / 'sitecustomize.py').write_text(STALL_SITE)
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(
+        [str(site), *filter(None, [env.get('PYTHONPATH')])]
+    )
+    env['RAMP_TEST_STALL_OPEN'] = os.pathsep.join(str(p.resolve()) for p in opens)
+    env['RAMP_TEST_STALL_RENAME'] = rename
+    return env

@@ -6,11 +6,14 @@ Worker hygiene is tested with a real ``ramp-prep`` process and a real
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +26,8 @@ from ramp_prep.splits import compute_split
 from ramp_prep.splits import keep_together
 from ramp_prep.synth import write_synthetic
 from torchio_ramp.datasets import load_split
+
+from .prep_fixtures import stalling_environment
 
 
 def invoke(arguments, code: int):
@@ -58,16 +63,19 @@ def _descendants(pid: int) -> list[int]:
 def test_workers_die_with_a_killed_run(tmp_path):
     source = tmp_path / 'source'
     write_synthetic(source, 'totalseg', 2, shape=(8, 8, 8), seed=0)
-    # A mask that is a FIFO with no writer: opening it blocks, so both workers
-    # are busy for ever and only the watchdog can end them.
-    for subject in ('synth0001', 'synth0002'):
-        mask = source / subject / 'segmentations' / 'liver.nii.gz'
-        mask.unlink()
-        os.mkfifo(mask)
+    # Reading a liver mask never returns (a stalled network mount), so both
+    # workers are busy for ever and only the watchdog can end them.
+    masks = [
+        source / subject / 'segmentations' / 'liver.nii.gz'
+        for subject in ('synth0001', 'synth0002')
+    ]
     command = [sys.executable, '-m', 'ramp_prep', 'totalseg', str(source),
                str(tmp_path / 'out'), '--workers', '2', '--no-progress']  # fmt: skip
     run = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command,
+        env=stalling_environment(tmp_path, opens=masks),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     workers: list[int] = []
     try:
@@ -79,7 +87,7 @@ def test_workers_die_with_a_killed_run(tmp_path):
             time.sleep(0.2)
         assert run.poll() is None, 'the run ended before it could be killed'
         assert len(workers) >= 3, workers
-        time.sleep(1.0)  # let both workers block on the FIFO
+        time.sleep(1.0)  # let both workers block on their mask
         workers = _descendants(run.pid)
         os.kill(run.pid, signal.SIGKILL)
         run.wait()
@@ -224,3 +232,136 @@ def test_synth_progress_can_be_switched_off(tmp_path):
     assert 'it/s' not in quiet.output and 'Wrote 2 SYNTHETIC' in quiet.output
     loud = invoke(['synth', tmp_path / 'loud', *common, '--progress'], 0)
     assert 'Wrote 2 SYNTHETIC' in loud.output
+
+
+# Files that are not regular files ----------------------------------------------------
+
+
+def _invoke_with_deadline(arguments, fifos: list[Path], code: int, seconds=120):
+    """:func:`invoke` in a thread: a run blocked on a FIFO fails instead of hanging.
+
+    After ``seconds`` the FIFOs get writers that close at once, again and
+    again, so that every blocked read sees the end of the file and the run ends.
+    """
+    outcome = {}
+    thread = threading.Thread(
+        target=lambda: outcome.update(result=invoke(arguments, code)), daemon=True
+    )
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        deadline = time.monotonic() + 60
+        while thread.is_alive() and time.monotonic() < deadline:
+            for fifo in fifos:
+                with contextlib.suppress(OSError):
+                    os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            thread.join(0.1)
+        pytest.fail(f'ramp-prep was still blocked after {seconds} s: it opened a FIFO')
+    assert 'result' in outcome, 'ramp-prep raised inside the test thread'
+    return outcome['result']
+
+
+def _nobody_reads(fifo: Path) -> bool:
+    """Whether no process holds ``fifo`` open for reading (ENXIO for a writer)."""
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError as error:
+        return error.errno == errno.ENXIO
+    return False
+
+
+@pytest.mark.parametrize(
+    ('layout', 'relative'),
+    [
+        ('totalseg', 'synth0001/ct.nii.gz'),
+        ('totalseg', 'synth0001/segmentations/liver.nii.gz'),
+        ('abdomenct1k', 'masks/SynthCase_00001.nii.gz'),
+    ],
+)
+def test_a_fifo_in_the_source_fails_its_subject_unopened(tmp_path, layout, relative):
+    source, out = tmp_path / 'source', tmp_path / 'out'
+    write_synthetic(source, layout, 2, shape=(8, 8, 8), seed=0)
+    fifo = source / relative
+    fifo.unlink()
+    os.mkfifo(fifo)
+    result = _invoke_with_deadline([layout, source, out, '--no-progress'], [fifo], 1)
+    subject = 'synth0001' if layout == 'totalseg' else 'SynthCase_00001'
+    failed = [x for x in result.output.splitlines() if x.startswith('FAILED')]
+    assert len(failed) == 1 and subject in failed[0], result.output
+    assert f'{fifo}: not a regular file (a named pipe, FIFO)' in failed[0]
+    assert str(fifo) in (out / 'report.txt').read_text()
+    other = 'synth0002' if layout == 'totalseg' else 'SynthCase_00002'
+    assert (out / 'labels' / f'{other}.nii.gz').is_file()  # the other one converted
+    assert _nobody_reads(fifo)
+
+
+def test_a_fifo_meta_csv_is_refused_unopened(tmp_path):
+    source, out = tmp_path / 'source', tmp_path / 'out'
+    write_synthetic(source, 'totalseg', 2, shape=(8, 8, 8), seed=0)
+    meta = source / 'meta.csv'
+    meta.unlink()
+    os.mkfifo(meta)
+    result = _invoke_with_deadline(['totalseg', source, out], [meta], 1)
+    assert f'Error: {meta}: not a regular file (a named pipe, FIFO)' in result.output
+    assert _nobody_reads(meta)
+
+
+# Temporary files of a killed run -----------------------------------------------------
+
+
+def _run_until(command, env, ready, seconds=120):
+    """Start ``command``; once ``ready()`` holds, kill -9 it (the test fails if not)."""
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + seconds
+        while not ready():
+            assert process.poll() is None, 'ramp-prep exited before it was killed'
+            assert time.monotonic() < deadline, 'ramp-prep never reached the point'
+            time.sleep(0.05)
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_run_killed_while_recording_a_subject_is_cleaned_up_and_said(tmp_path):
+    source, out = tmp_path / 'source', tmp_path / 'out'
+    write_synthetic(source, 'totalseg', 3, shape=(8, 8, 8), seed=0)
+    records = out / '.ramp-prep' / 'records'
+    env = stalling_environment(tmp_path, rename='.synth0002.json.ramp-tmp-')
+    command = [sys.executable, '-m', 'ramp_prep', 'totalseg', str(source), str(out),
+               '--no-progress']  # fmt: skip
+    _run_until(command, env, lambda: list(records.glob('.synth0002.json.ramp-tmp-*')))
+    (leftover,) = records.glob('.synth0002.json.ramp-tmp-*')
+    assert [p.name for p in records.glob('synth*.json')] == ['synth0001.json']
+
+    result = invoke(['totalseg', source, out, '--no-progress'], 0)
+    relative = leftover.relative_to(out)
+    assert (
+        f'Removed 1 temporary file left by an interrupted run: {relative}'
+        in result.output
+    )
+    assert 'This run: 2 converted, 1 already done' in result.output
+    assert not [p for p in out.rglob('*') if '.ramp-tmp-' in p.name]
+    again = invoke(['totalseg', source, out, '--no-progress'], 0)
+    assert 'temporary' not in again.output  # nothing left to say
+
+
+def test_temporaries_anywhere_in_out_are_removed_and_listed(tmp_path):
+    source, out = tmp_path / 'source', tmp_path / 'out'
+    write_synthetic(source, 'totalseg', 2, shape=(8, 8, 8), seed=0)
+    invoke(['totalseg', source, out, '--no-progress'], 0)
+    stale = [
+        out / '.splits.json.ramp-tmp-1-aaaa.json',
+        out / '.ramp-prep' / '.state.json.ramp-tmp-1-bbbb.json',
+        out / '.ramp-prep' / 'records' / '.synth0001.json.ramp-tmp-1-cccc.json',
+        out / 'images' / '.synth0002.nii.gz.ramp-tmp-1-dddd.nii.gz',
+    ]
+    for path in stale:
+        path.write_text('{"id": "half')
+    result = invoke(['split', out, '--fractions', '0.5,0.5,0'], 0)
+    assert 'Removed 4 temporary files left by an interrupted run' in result.output
+    for path in stale:
+        assert str(path.relative_to(out)) in result.output
+        assert not path.exists()

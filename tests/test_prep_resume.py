@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from .prep_fixtures import make_totalseg
 from .prep_fixtures import mask_path
 from .prep_fixtures import read_array
 from .prep_fixtures import rewrite
+from .prep_fixtures import stalling_environment
 
 
 def outputs(out):
@@ -86,9 +86,8 @@ def test_killed_run_leaves_no_half_written_output_and_rerun_finishes(tmp_path):
     src, out = tmp_path / 'src', tmp_path / 'out'
     ids = make_totalseg(src, n=4)
     liver = mask_path(src, 'synth0003', 'liver')
-    content = liver.read_bytes()
-    liver.unlink()
-    os.mkfifo(liver)  # reading it blocks: the run hangs inside synth0003
+    # Reading it never returns (a stalled network mount): the run hangs
+    # inside synth0003, after its CT copy
     process = subprocess.Popen(
         [
             sys.executable,
@@ -99,6 +98,7 @@ def test_killed_run_leaves_no_half_written_output_and_rerun_finishes(tmp_path):
             str(out),
             '--no-progress',
         ],
+        env=stalling_environment(tmp_path, opens=[liver]),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -127,8 +127,6 @@ def test_killed_run_leaves_no_half_written_output_and_rerun_finishes(tmp_path):
     assert not (out / 'labels' / 'synth0003.nii.gz').exists()
     assert not (out / 'dataset.json').exists()
 
-    liver.unlink()
-    liver.write_bytes(content)
     summary = prepare('totalseg', src, out, progress=False)
     assert summary.skipped == ['synth0001', 'synth0002']
     assert summary.converted == ['synth0003', 'synth0004']
