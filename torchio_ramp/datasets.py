@@ -322,10 +322,13 @@ def load_split(
             )
         )
     if not subjects:
+        counts = ', '.join(f'{n} {len(splits[n])}' for n in SPLIT_NAMES)
         raise ValueError(
-            f'Split {split!r} of {root} is empty (fractions {splits.get("fractions")}, '
-            f'{sum(len(splits[n]) for n in SPLIT_NAMES)} subjects in all); TorchIO '
-            'cannot hold an empty SubjectsDataset.'
+            f'Split {split!r} of {root} is empty ({counts}; fractions '
+            f'{splits.get("fractions")}). Move subjects into it with `ramp-prep '
+            f'split {root} --fractions TRAIN,VAL,TEST` (e.g. 0.5,0.5,0 for two '
+            'subjects, 0.34,0.34,0.32 for three; 0.7,0.15,0.15 fills every split '
+            'from seven), or prepare more subjects.'
         )
     return tio.SubjectsDataset(subjects, transform=transform)
 

@@ -207,13 +207,16 @@ def main(ctx: click.Context, out: Path, resume: bool, progress: bool, **options)
         raise click.ClickException(f'{where}: {error.strerror or error}') from error
     if result.run.path.is_dir() and _is_main():
         run = result.run
+        model = run.file(RunFolder.PROGRAM)
+        kind = 'torch.export; best.pt is the legacy TorchScript copy'
+        if not model.is_file():  # no finished epoch to export
+            model, kind = run.file(RunFolder.TORCHSCRIPT), 'TorchScript'
         click.echo(
             f'Best epoch {result.best_epoch} of {result.epochs_completed}: val Dice'
             f' {result.best_val_dice:.4f} ({result.seconds:.0f} s this call).\n'
-            f'Model: {run.file(RunFolder.TORCHSCRIPT)} (TorchScript), '
-            f'{run.file(RunFolder.STATE_DICT)};'
+            f'Model: {model} ({kind}); weights: {run.file(RunFolder.STATE_DICT)};'
             f' metrics: {run.file(RunFolder.METRICS)}\n'
-            f'Stress test: ramp-stress run --model {run.file(RunFolder.TORCHSCRIPT)}'
+            f'Stress test: ramp-stress run --model {model}'
             f' --data {config.data} --out stress/{config.strategy}'
         )
 

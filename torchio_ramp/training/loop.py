@@ -352,7 +352,7 @@ def train(
     context.barrier()
 
     def document() -> dict[str, Any]:
-        return _run_document(
+        written = _run_document(
             config,
             model,
             info,
@@ -361,6 +361,9 @@ def train(
             epochs_completed=epoch_done,
             world_size=context.world_size,
         )
+        if run.file(RunFolder.PROGRAM).is_file():  # exported when training ends
+            written['files']['torch_export'] = RunFolder.PROGRAM
+        return written
 
     epoch_done = start_epoch
     if context.is_main and not resume:
@@ -479,6 +482,7 @@ def train(
 
     if context.is_main and best_epoch is not None:
         run.export_program(tuple(config.patch_size))
+        run.write_config(document())  # now listing best.pt2
     return TrainingResult(
         run=run,
         best_epoch=best_epoch,
