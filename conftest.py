@@ -1,4 +1,12 @@
-"""Doctest collection: modules of an optional extra are skipped without it.
+"""Doctest collection and the ``heavy`` marker.
+
+The ``heavy`` tests (:data:`HEAVY`, and every test marked ``nnunet``) run
+whole programs: the real nnU-Net, the quickstart, every documentation page's
+commands, the documentation site in Chromium, killed and multi-process runs.
+CI runs them all; ``python -m pytest -q -m "not heavy"`` leaves them out for
+a quick check while developing (see docs/development.md).
+
+Modules of an optional extra are skipped without it.
 
 ``pytest`` collects the doctests of every module under ``torchio_ramp``; a
 module that needs an extra's package (``torchio_ramp.monai`` needs ``monai``,
@@ -12,6 +20,8 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+
+import pytest
 
 OPTIONAL_MODULES = {
     'torchio_ramp/monai.py': 'monai',
@@ -55,3 +65,30 @@ def _checkout_prep() -> bool:
 
 if not _checkout_prep():
     collect_ignore_glob.append('prep/*.py')
+
+
+HEAVY = {
+    'tests/test_quickstart.py': 'the quickstart end to end (smoke mode)',
+    'tests/test_docs.py::test_code_blocks_run': "every page's commands",
+    'tests/test_docs_build.py': 'the documentation site, built and read in Chromium',
+    'tests/test_first_real_ct.py': 'the example script on real CTs',
+    'tests/test_training.py::test_two_process_ddp_on_cpu_writes_one_run': 'DDP',
+    'tests/test_training.py::test_resume_': 'two training runs compared',
+    'tests/test_training.py::test_same_seed_same_weights': 'three training runs',
+    'tests/test_training_pointers.py': 'ramp-train end to end',
+    'tests/test_ramp_corrupt.py::test_application_rate_is_p': 'sampling statistics',
+    'tests/test_open_registry.py::test_contract_tests_are_parametrised': 'pytest run',
+    'tests/test_faults_prep.py::test_workers_die_with_a_killed_run': 'kill -9',
+    'tests/test_faults_prep.py::test_a_run_killed_while': 'kill -9',
+    'tests/test_prep_resume.py::test_killed_run': 'kill -9',
+    'tests/test_prep_resume.py::test_worker_count': 'worker processes',
+}
+"""Node-id prefix -> what makes those tests heavy (tests marked ``nnunet``,
+the real nnU-Net, are heavy too)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        prefixes = (p for p in HEAVY if item.nodeid.startswith(p))
+        if item.get_closest_marker('nnunet') or next(prefixes, None):
+            item.add_marker(pytest.mark.heavy)

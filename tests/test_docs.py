@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 import torchio_ramp as tr
+from ramp_prep.synth import write_synthetic
 from torchio_ramp.families import PAPER_FAMILIES
 from torchio_ramp.families import severity_table
 
@@ -41,10 +42,25 @@ FENCE = re.compile(
 NOT_RUN = re.compile(r'^\s*<!--\s*not-run:(?P<reason>.*?)-->\s*$')
 
 STAND_INS = {
-    'Totalsegmentator_dataset_v201': ['--layout', 'totalseg', '--subjects', '8'],
-    'AbdomenCT-1K': ['--layout', 'abdomenct1k', '--subjects', '6'],
+    'Totalsegmentator_dataset_v201': ('totalseg', 8),
+    'AbdomenCT-1K': ('abdomenct1k', 6),
+    'totalseg-example': ('totalseg', 2),
 }
-"""Phantom folders named like the real releases the pages convert."""
+"""Phantom folders (layout, subjects) named like the real releases the pages
+convert; written as ``ramp-prep synth OUT --layout L --subjects N`` would."""
+
+RELEASE_SPLITS = {
+    'Totalsegmentator_dataset_v201': ['train'] * 5 + ['val', 'test', 'test'],
+    'totalseg-example': ['train', 'test'],
+}
+"""The ``split`` column the TotalSegmentator stand-ins' ``meta.csv`` gives, in
+id order, as the release's does (``--release-split``)."""
+
+REAL_EXAMPLE = ROOT.parent / 'shared' / 'data' / 'totalseg-example'
+"""Two real CTs in the TotalSegmentator layout (``../shared`` beside the checkout):
+``totalseg-example`` is a copy of them where present (their ``meta.csv`` gives the
+same split), else phantoms."""
+
 
 OPTIONAL_PACKAGES = {'monai', 'onnx', 'onnxruntime', 'nnunetv2', 'matplotlib'}
 """Packages of the extras: a page that imports one is skipped where it is absent
@@ -93,19 +109,20 @@ def runnable(page: Path) -> list[Block]:
     ]
 
 
-def _tool(name: str) -> str:
-    """The console script of the interpreter running the tests."""
-    path = Path(sys.executable).parent / name
-    return str(path) if path.exists() else name
-
-
 @pytest.fixture(scope='session')
 def stand_ins(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp('stand-ins')
     for name, options in STAND_INS.items():
-        command = [_tool('ramp-prep'), 'synth', str(folder / name), *options]
-        done = subprocess.run(command, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
+        if name == 'totalseg-example' and (REAL_EXAMPLE / 'meta.csv').is_file():
+            shutil.copytree(REAL_EXAMPLE, folder / name)
+            continue
+        write_synthetic(folder / name, *options)
+    for name, splits in RELEASE_SPLITS.items():
+        meta = folder / name / 'meta.csv'
+        if (folder / name / 'SYNTHETIC.txt').is_file():
+            rows = [row.rsplit(';', 1)[0] for row in meta.read_text().splitlines()]
+            pairs = zip(rows, ['split', *splits], strict=True)
+            meta.write_text(''.join(f'{row};{split}\n' for row, split in pairs))
     return folder
 
 

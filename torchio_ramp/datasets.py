@@ -323,9 +323,11 @@ def load_split(
         )
     if not subjects:
         counts = ', '.join(f'{n} {len(splits[n])}' for n in SPLIT_NAMES)
+        fractions = splits.get('fractions')
+        how = splits.get('rule') if fractions is None else f'fractions {fractions}'
         raise ValueError(
-            f'Split {split!r} of {root} is empty ({counts}; fractions '
-            f'{splits.get("fractions")}). Move subjects into it with `ramp-prep '
+            f'Split {split!r} of {root} is empty ({counts}; {how}). Move subjects'
+            ' into it with `ramp-prep '
             f'split {root} --fractions TRAIN,VAL,TEST` (e.g. 0.5,0.5,0 for two '
             'subjects, 0.34,0.34,0.32 for three; 0.7,0.15,0.15 fills every split '
             'from seven), or prepare more subjects.'
