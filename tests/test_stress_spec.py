@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -44,6 +45,17 @@ def test_the_help_of_each_option_is_its_declaration():
         assert helps[name] == declared.help, name
     output = CliRunner().invoke(main, ['run', '--help'], terminal_width=200).output
     assert ' '.join(options()[0][1].help.split()) in ' '.join(output.split())
+
+
+def test_the_command_defaults_are_the_fields_defaults():
+    fields = {field.name: field.default for field in dataclasses.fields(RunSpec)}
+    # The command shows progress bars and resolves 'auto'; Python is quiet by
+    # default and takes None for 'auto'.
+    differ = {'progress': True, 'device': 'auto', 'data': Path('d'), 'out': Path('o')}
+    given = run.make_context('run', ['--data', 'd', '--out', 'o']).params
+    assert set(given) == set(fields)
+    for name, value in given.items():
+        assert value == differ.get(name, fields[name]), name
 
 
 @pytest.mark.parametrize('kind', sorted(API))

@@ -27,6 +27,8 @@ a boundary metric, recorded with the results::
         cli=plain('--tolerance-mm', type=float, show_default=True),
     )
 
+(``plain`` gives the command option the field's default).
+
 then ``spec.tolerance_mm`` where the metric is built.
 
 Example:
@@ -101,8 +103,8 @@ class Option:
         kinds: The runs that accept it (:data:`KINDS`).
         header: ``'arguments'`` (binds the results), ``'session'``
             (recorded, not compared) or ``None`` (not recorded).
-        cli: ``help -> click option decorator``; ``None``: not a command
-            option.
+        cli: ``(help, default) -> click option decorator``; ``None``: not
+            a command option.
         from_cli: Turns the command's value into the field's value (called
             when the run starts, so its errors are the run's errors).
     """
@@ -110,7 +112,7 @@ class Option:
     help: str
     kinds: frozenset[str]
     header: str | None = None
-    cli: Callable[[str], Decorator] | None = None
+    cli: Callable[[str, Any], Decorator] | None = None
     from_cli: Callable[[Any], Any] | None = None
 
 
@@ -120,7 +122,7 @@ def option(
     *,
     kinds: Sequence[str] = KINDS,
     header: str | None = None,
-    cli: Callable[[str], Decorator] | None = None,
+    cli: Callable[[str, Any], Decorator] | None = None,
     from_cli: Callable[[Any], Any] | None = None,
 ) -> Any:
     """A field of :class:`RunSpec` that is an option (see the module docstring).
@@ -137,15 +139,18 @@ def option(
     return dataclasses.field(default=default, metadata={'option': declared})
 
 
-def plain(*declarations: str, **attributes: Any) -> Callable[[str], Decorator]:
-    """A ``click.option`` with these declarations and attributes (and the help).
+def plain(*declarations: str, **attributes: Any) -> Callable[[str, Any], Decorator]:
+    """A ``click.option`` with these declarations and attributes, the field's
+    help and (unless ``attributes`` give one) the field's default.
 
     Example:
-        >>> decorate = plain('--batch-size', type=int)('Patches per pass.')
+        >>> decorate = plain('--batch-size', type=int)('Patches per pass.', 2)
     """
 
-    def make(help: str) -> Decorator:
-        return click.option(*declarations, help=help, **attributes)
+    def make(help: str, default: Any) -> Decorator:
+        return click.option(
+            *declarations, help=help, **{'default': default, **attributes}
+        )
 
     return make
 
@@ -226,13 +231,13 @@ class RunSpec:
         '0',
         'With --nnunet: the fold (0-4 or all).',
         kinds=_NNUNET,
-        cli=plain('--fold', default='0', show_default=True),
+        cli=plain('--fold', show_default=True),
     )
     checkpoint: str = option(
         'checkpoint_final.pth',
         'With --nnunet: the checkpoint file of the fold.',
         kinds=_NNUNET,
-        cli=plain('--checkpoint', default='checkpoint_final.pth', show_default=True),
+        cli=plain('--checkpoint', show_default=True),
     )
     weights: str | Path | None = option(
         None,
@@ -243,7 +248,7 @@ class RunSpec:
     data: str | Path | None = option(
         None,
         'Dataset folder prepared by ramp-prep (holds dataset.json).',
-        cli=lambda help: data_option(required=True, help=help),
+        cli=lambda help, default: data_option(required=True, help=help),
     )
     split: str = option(
         'test',
@@ -252,7 +257,6 @@ class RunSpec:
         cli=plain(
             '--split',
             type=click.Choice(['test', 'val', 'train', 'all']),
-            default='test',
             show_default=True,
         ),
     )
@@ -283,7 +287,7 @@ class RunSpec:
         'Base seed of the corrupted volumes.',
         kinds=_MODELS,
         header='arguments',
-        cli=lambda help: seed_option(help=help),
+        cli=lambda help, default: seed_option(help=help, default=default),
     )
     protocol: str = option(
         DEFAULT_PROTOCOL,
@@ -295,7 +299,6 @@ class RunSpec:
         cli=plain(
             '--protocol',
             type=click.Choice(list(PROTOCOLS)),
-            default=DEFAULT_PROTOCOL,
             show_default=True,
         ),
     )
@@ -311,21 +314,21 @@ class RunSpec:
         'HU window of CTNormalize [default: the model sidecar].',
         kinds=_MODELS,
         header='arguments',
-        cli=lambda help: hu_range_option(help=help),
+        cli=lambda help, default: hu_range_option(help=help),
     )
     patch_size: Sequence[int] | None = option(
         None,
         'Sliding-window patch size [default: the model sidecar].',
         kinds=_FILE_MODELS,
         header='arguments',
-        cli=lambda help: size_option('--patch-size', help=help),
+        cli=lambda help, default: size_option('--patch-size', help=help),
     )
     overlap: Sequence[int] | None = option(
         None,
         'Patch overlap in voxels, even [default: half the patch].',
         kinds=_FILE_MODELS,
         header='arguments',
-        cli=lambda help: size_option('--overlap', allow_zero=True, help=help),
+        cli=lambda help, default: size_option('--overlap', allow_zero=True, help=help),
     )
     batch_size: int = option(
         2,
@@ -335,7 +338,6 @@ class RunSpec:
         cli=plain(
             '--batch-size',
             type=click.IntRange(min=1),
-            default=2,
             show_default=True,
         ),
     )
@@ -344,7 +346,7 @@ class RunSpec:
         DEVICE_HELP,
         kinds=_MODELS,
         header='session',
-        cli=lambda help: device_option(help=help),
+        cli=lambda help, default: device_option(help=help),
         from_cli=_device,
     )
     amp: bool = option(
@@ -363,7 +365,6 @@ class RunSpec:
         cli=plain(
             '--aggregation-device',
             metavar='DEVICE',
-            default='cpu',
             show_default=True,
             callback=_aggregation_device,
         ),
@@ -383,7 +384,6 @@ class RunSpec:
         cli=plain(
             '--save-worst',
             type=click.IntRange(min=0),
-            default=0,
             show_default=True,
             metavar='N',
         ),
@@ -391,14 +391,14 @@ class RunSpec:
     progress: bool = option(
         False,
         'Show progress bars (on stderr).',
-        cli=lambda help: progress_option(help=help),
+        cli=lambda help, default: progress_option(help=help),
     )
     verify: str | None = option(
         None,
         'Check each image/label against manifest.csv before use: sha256 (size and'
         ' SHA-256) or size (size and NIfTI completeness, for huge cohorts)'
         f' [default: ${VERIFY_ENV} or sha256].',
-        cli=plain('--verify', type=click.Choice(VERIFY_MODES), default=None),
+        cli=plain('--verify', type=click.Choice(VERIFY_MODES)),
     )
 
     @property
@@ -488,9 +488,10 @@ def cli_options(command: Callable[..., Any]) -> Callable[..., Any]:
         >>> [p.name for p in run.params][:3]
         ['model', 'nnunet', 'fold']
     """
-    for _, declared in reversed(options()):
+    defaults = {field.name: field.default for field in dataclasses.fields(RunSpec)}
+    for name, declared in reversed(options()):
         if declared.cli is not None:
-            command = declared.cli(declared.help)(command)
+            command = declared.cli(declared.help, defaults[name])(command)
     return command
 
 
