@@ -39,6 +39,11 @@ def test_main_help_lists_commands_head_layout_and_split_rule():
     ):
         assert phrase in text, phrase
     assert run('--version').output.startswith('ramp-prep, version ')
+    # Each command once, in the order of the work (click's own list only)
+    commands = text.split('Commands:', 1)[1].splitlines()
+    listed = [line.split()[0] for line in commands if line.startswith('  ')]
+    assert listed == ['totalseg', 'abdomenct1k', 'synth', 'split', 'nnunet-splits']
+    assert text.count('Commands:') == 1
 
 
 @pytest.mark.parametrize(
@@ -55,6 +60,7 @@ def test_main_help_lists_commands_head_layout_and_split_rule():
                 '--seed',
                 '--fractions',
                 '--subjects',
+                '--release-split',
                 '--workers',
                 '--link',
                 '--resample-masks',
