@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -214,3 +215,19 @@ def test_real_example_release_split_warns_and_training_names_the_fix(tmp_path):
     shutil.rmtree(runs, ignore_errors=True)
     prep(fix_command(warning))
     assert [len(splits_of(out)[name]) for name in SPLITS] == [1, 1, 0]
+
+
+def test_the_walkthrough_table_gives_the_fractions_ramp_prep_prints():
+    page = (
+        Path(__file__).resolve().parents[1] / 'docs' / 'first-real-ct.md'
+    ).read_text()
+    row = re.compile(r'^\| (\d) \| `([\d.,]+)`[^|]*\| ([\d, ]+) \|$', re.MULTILINE)
+    rows = row.findall(page)
+    assert [int(n) for n, _, _ in rows] == [2, 3, 4, 5, 6]
+    for n, text, sizes in rows:
+        fractions = filling_fractions(int(n))
+        assert text == ','.join(f'{f:g}' for f in fractions)
+        expected = split_sizes(int(n), fractions)
+        assert tuple(int(s) for s in sizes.split(',')) == expected
+    assert '| 7 or more | the default `0.7,0.15,0.15` |' in page
+    assert filling_fractions(7) == (0.7, 0.15, 0.15)
