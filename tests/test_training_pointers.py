@@ -33,3 +33,8 @@ def test_ramp_train_recommends_best_pt2_and_config_json_lists_it(tmp_path):
     assert files['torch_export'] == 'best.pt2' and files['torchscript'] == 'best.pt'
     for name in files.values():
         assert Path(run / name).is_file(), name
+    # Resuming a finished run rewrites nothing the stress test fingerprints.
+    exported = model.read_bytes()
+    again = invoke_cli(ramp_train, ['--out', run, '--resume', '--no-progress'], 0)
+    assert f'Model: {model} (torch.export' in again.output
+    assert model.read_bytes() == exported

@@ -486,7 +486,8 @@ def train(
         context.barrier()
 
     if context.is_main and best_epoch is not None:
-        run.export_program(tuple(config.patch_size))
+        if not run.file(RunFolder.PROGRAM).is_file():  # a newer best.pt removes it
+            run.export_program(tuple(config.patch_size))
         run.write_config(document())  # now listing best.pt2
     return TrainingResult(
         run=run,
