@@ -70,61 +70,59 @@ def _lower_envelope(g: torch.Tensor, step: float) -> torch.Tensor:
     """``min_y g[y] + (step (x - y))**2`` along dim 0 of ``(n, L)`` float64.
 
     Felzenszwalb-Huttenlocher on all ``L`` lines at once. Each line keeps a
-    stack of the parabolas of its envelope (vertex ``V``, value ``G``, left
-    end ``Z``); the top of every stack is also held in whole-line vectors so
-    that the usual step (intersect with the top, push) is elementwise, and
-    pops gather from the stacks only for the lines that pop. Entries above a
-    line's top are scratch space: every step writes its parabola there on
-    every line and raises the top only where ``g[q]`` is finite.
+    stack of the parabolas of its envelope (vertex, value at the vertex, left
+    end of its piece); the top of every stack is also held in whole-line
+    vectors so that the usual step (intersect with the top, push) is
+    elementwise, and pops read the stacks only for the lines that pop. Entries
+    above a line's top are scratch space: every step writes its parabola there
+    on every line and raises the top only where ``g[q]`` is finite.
     """
     n, lines = g.shape
     device, dtype = g.device, g.dtype
     a = step * step
-    vertex = torch.zeros(n, lines, dtype=torch.int64, device=device)
-    value = torch.empty(n, lines, dtype=dtype, device=device)
-    start = torch.full((n, lines), INF, dtype=dtype, device=device)
-    top = torch.full((lines,), -1, dtype=torch.int64, device=device)
-    top_vertex = torch.zeros(lines, dtype=dtype, device=device)
-    top_value = torch.full((lines,), INF, dtype=dtype, device=device)
-    top_start = torch.full((lines,), INF, dtype=dtype, device=device)
+    # stack[0]: vertex, stack[1]: value g at the vertex, stack[2]: left end
+    stack = torch.full((3, n, lines), INF, dtype=dtype, device=device)
+    flat = stack.view(3, n * lines)
+    height = torch.full((lines,), -1, dtype=torch.int64, device=device)
+    # of each top parabola: g + a v**2, 2 a v and its left end
+    top = torch.zeros(3, lines, dtype=dtype, device=device)
+    top[2] = INF
+    column = torch.empty(3, 1, lines, dtype=dtype, device=device)
     for q in range(n):
         g_q = g[q]
         finite = torch.isfinite(g_q)
+        lifted = g_q + a * q * q
+        slope = torch.full((1,), 2 * a * q, dtype=dtype, device=device)
         # where the parabola of q crosses the top parabola of each line
-        cross = (g_q - top_value + a * (q * q - top_vertex * top_vertex)) / (
-            2 * a * (q - top_vertex)
-        )
-        pops = finite & (top > 0) & (cross <= top_start)
+        cross = (lifted - top[0]) / (2 * a * q - top[1])
+        pops = finite & (height > 0) & (cross <= top[2])
         if bool(pops.any()):
             index = pops.nonzero().squeeze(1)
             while index.numel():
-                below = top[index] - 1
-                top[index] = below
-                v = vertex[below, index].to(dtype)
-                w = value[below, index]
-                z = start[below, index]
-                top_vertex[index], top_value[index], top_start[index] = v, w, z
-                c = (g_q[index] - w + a * (q * q - v * v)) / (2 * a * (q - v))
+                below = height[index] - 1
+                height[index] = below
+                v, w, z = flat[:, below * lines + index]
+                top[:, index] = torch.stack((w + a * v * v, 2 * a * v, z))
+                c = (lifted[index] - top[0, index]) / (2 * a * q - top[1, index])
                 cross[index] = c
                 index = index[(below > 0) & (c <= z)]
-        slot = (top + 1).view(1, lines)
-        left = torch.where(top < 0, -INF, cross)
-        vertex.scatter_(0, slot, q)
-        value.scatter_(0, slot, g_q.view(1, lines))
-        start.scatter_(0, slot, left.view(1, lines))
-        top = torch.where(finite, top + 1, top)
-        top_vertex = torch.where(finite, float(q), top_vertex)
-        top_value = torch.where(finite, g_q, top_value)
-        top_start = torch.where(finite, left, top_start)
+        slot = (height + 1).view(1, 1, lines).expand(3, 1, lines)
+        left = torch.where(height < 0, -INF, cross)
+        column[0] = q
+        column[1, 0] = g_q
+        column[2, 0] = left
+        stack.scatter_(1, slot, column)
+        height = torch.where(finite, height + 1, height)
+        top = torch.where(finite, torch.stack((lifted, slope.expand(lines), left)), top)
     rows = torch.arange(n, device=device).view(n, 1)
-    start.masked_fill_(rows > top.view(1, lines), INF)
-    start[0] = -INF
+    starts = stack[2].masked_fill_(rows > height.view(1, lines), INF)
+    starts[0] = -INF
     position = torch.arange(n, dtype=dtype, device=device).expand(lines, n)
-    piece = torch.searchsorted(start.T.contiguous(), position.contiguous(), right=True)
+    piece = torch.searchsorted(starts.T.contiguous(), position.contiguous(), right=True)
     piece = piece.sub_(1).clamp_(min=0)
-    nearest = vertex.T.gather(1, piece)
-    result = (position - nearest).square_().mul_(a).add_(value.T.gather(1, piece))
-    result.masked_fill_((top < 0).view(lines, 1), INF)
+    nearest = stack[0].T.gather(1, piece)
+    result = (position - nearest).square_().mul_(a).add_(stack[1].T.gather(1, piece))
+    result.masked_fill_((height < 0).view(lines, 1), INF)
     return result.T
 
 
