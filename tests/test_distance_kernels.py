@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 import torch
+from scipy.spatial import cKDTree
 
 from torchio_ramp.kernels.components import component_roots
 from torchio_ramp.kernels.components import connected_components
 from torchio_ramp.kernels.distance import check_spacing
 from torchio_ramp.kernels.distance import distance_transform
 from torchio_ramp.kernels.distance import inner_boundary
+from torchio_ramp.kernels.distance import nearest_distances
 from torchio_ramp.kernels.distance import squared_distance_transform
 
 SHAPES = [(9, 11, 7), (1, 6, 5), (5, 1, 1), (13, 4), (17, 15, 12)]
@@ -45,6 +47,7 @@ def test_distance_transform_equals_scipy(seed):
 
 
 def test_squared_distances_are_exact_sums_of_grid_offsets():
+    # one rounding of (k s)**2 sums: index differences are exact integers
     mask = torch.zeros(6, 5, 4, dtype=torch.bool)
     mask[1, 2, 3] = True
     spacing = (0.8, 0.7, 3.0)
@@ -67,6 +70,35 @@ def test_batched_masks_are_independent_and_empty_ones_are_infinite():
     for i in (0, 2):
         single = squared_distance_transform(torch.from_numpy(masks[i]), spacing)
         assert torch.equal(batch[i], single)
+
+
+def test_nearest_distances_skip_empty_planes_exactly():
+    # sparse clusters far apart: most planes of each axis hold no voxel and
+    # are left out of the transform; distances equal a KD-tree's
+    rng = np.random.default_rng(4)
+    shape, spacing = (60, 50, 20), (0.8, 0.7, 3.0)
+    queries = np.zeros((2, *shape), dtype=bool)
+    features = np.zeros_like(queries)
+    queries[0, 2:6, 3:9, 1:4] = rng.random((4, 6, 3)) < 0.5
+    queries[0, 50:55, 40:44, 15:18] = True
+    features[0, 20:30, 10:14, 8:10] = rng.random((10, 4, 2)) < 0.3
+    queries[1], features[1] = features[0], queries[0]
+    result = nearest_distances(
+        torch.from_numpy(queries), torch.from_numpy(features), spacing
+    )
+    for item in range(2):
+        points = np.argwhere(features[item]) * spacing
+        expected = cKDTree(points).query(np.argwhere(queries[item]) * spacing)[0]
+        np.testing.assert_allclose(result[item].numpy(), expected, rtol=0, atol=1e-12)
+
+
+def test_nearest_distances_without_features_are_infinite():
+    queries = torch.ones(2, 3, 4, dtype=torch.bool)
+    features = torch.zeros(2, 3, 4, dtype=torch.bool)
+    features[1, 0, 0] = True
+    empty, one = nearest_distances(queries, features, (2.0, 1.0))
+    assert torch.isinf(empty).all() and empty.numel() == 12
+    assert one.tolist()[:2] == [0.0, 1.0]
 
 
 def test_inner_boundary_equals_scipy_erosion():

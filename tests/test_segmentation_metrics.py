@@ -194,6 +194,24 @@ def test_channel_of_one_numpy_and_torch_inputs_agree():
     assert channel.hd95.tolist() == expected.hd95.tolist()
 
 
+def test_label_values_beyond_a_bitset_take_the_per_class_path():
+    target = np.zeros((16, 14, 6), dtype=np.int64)
+    target[2:9, 3:10, 1:5] = 200
+    target[10:14, 2:6, 2:4] = 3
+    prediction = np.roll(target, 1, axis=0)
+    prediction[14, 12, 5] = 200
+    wide = surface_scores(prediction, target, [3, 200], ANISOTROPIC)
+    islands = false_positive_components(prediction, target, [3, 200], ANISOTROPIC)
+    assert islands.count.tolist() == [0, 1]
+    small = (
+        np.where(target == 200, 1, target),
+        np.where(prediction == 200, 1, prediction),
+    )
+    narrow = surface_scores(small[1], small[0], [3, 1], ANISOTROPIC)
+    assert wide.nsd.tolist() == narrow.nsd.tolist()
+    assert wide.hd95.tolist() == narrow.hd95.tolist()
+
+
 # Real CT masks -------------------------------------------------------------------
 
 

@@ -34,7 +34,8 @@ undefined (NaN) when the reference is; counts and volumes are always defined.
 Computation: per class, the two masks are cropped to the bounding box of their
 union, their boundaries found with face shifts, and one exact Euclidean
 distance transform of the two boundaries (:mod:`torchio_ramp.kernels.distance`,
-batched) gives both directions of distances. Components come from
+batched, on the grid planes that hold boundary voxels only) gives both
+directions of distances. Components come from
 :mod:`torchio_ramp.kernels.components`. Everything stays on the label maps'
 device; per-class results come back as NumPy arrays, like
 ``overlap_counts``.
@@ -55,7 +56,7 @@ import torch
 from .kernels.components import component_roots
 from .kernels.distance import check_spacing
 from .kernels.distance import inner_boundary
-from .kernels.distance import squared_distance_transform
+from .kernels.distance import nearest_distances
 from .labels import CLASS_NAMES
 
 DEFAULT_TOLERANCE_MM = 3.0
@@ -284,23 +285,53 @@ def _volumes(
     return prediction, target, classes, spacing
 
 
-def _extents(labels: torch.Tensor, size: int) -> list[torch.Tensor]:
-    """Per axis, ``(size, n)``: which label values occur at each index."""
-    labels = labels.to(torch.int64)
-    if labels.numel():
-        low, high = torch.aminmax(labels)
-        if int(low) < 0:
-            raise ValueError('label maps must not hold negative values')
-        size = max(size, int(high) + 1)
-    extents = []
-    for axis in range(labels.ndim):
-        lines = labels.movedim(axis, 0).reshape(labels.shape[axis], -1)
-        present = torch.zeros(
-            labels.shape[axis], size, dtype=torch.bool, device=labels.device
-        )
-        present.scatter_(1, lines, True)
-        extents.append(present.T)
-    return extents
+def _fold_any(bits: torch.Tensor, dim: int) -> torch.Tensor:
+    """Bitwise OR of ``bits`` along ``dim`` (halving, one pass in all)."""
+    while bits.shape[dim] > 1:
+        n = bits.shape[dim]
+        half = n // 2
+        folded = bits.narrow(dim, 0, half) | bits.narrow(dim, n - half, half)
+        if n % 2:
+            folded = torch.cat([folded, bits.narrow(dim, half, 1)], dim)
+        bits = folded
+    return bits.squeeze(dim)
+
+
+_BIT_TYPES = ((7, torch.uint8), (14, torch.int16), (30, torch.int32), (62, torch.int64))
+"""Highest label whose bit fits each integer type (sign bit left alone)."""
+
+
+def _presence(
+    prediction: torch.Tensor, target: torch.Tensor
+) -> list[torch.Tensor] | None:
+    """Per axis, a bitset per index of the labels found there in either map.
+
+    Each voxel becomes ``1 << label``; OR-folding over the other axes gives,
+    for every index of an axis, which labels occur in that plane: a few passes
+    over the volume for all classes at once. ``None`` when a label is too
+    large for a 63-bit set.
+    """
+    highest = 0
+    for labels in (prediction, target):
+        if labels.numel():
+            low, high = torch.aminmax(labels)
+            if int(low) < 0:
+                raise ValueError('label maps must not hold negative values')
+            highest = max(highest, int(high))
+    dtype = next((t for top, t in _BIT_TYPES if highest <= top), None)
+    if dtype is None:
+        return None
+    one = torch.ones((), dtype=dtype, device=target.device)
+    bits = one.bitwise_left_shift(prediction.to(dtype))
+    bits |= one.bitwise_left_shift(target.to(dtype))
+    presence = []
+    for axis in range(bits.ndim):
+        plane = bits
+        for other in reversed(range(bits.ndim)):
+            if other != axis:
+                plane = _fold_any(plane, other)
+        presence.append(plane.to(torch.int64).cpu())
+    return presence
 
 
 def _class_crops(
@@ -313,17 +344,23 @@ def _class_crops(
     Yields ``(i, P, G)`` for the i-th class; classes absent from both maps
     yield nothing.
     """
-    size = max(classes, default=0) + 1
-    extents = [
-        (a | b).cpu()
-        for a, b in zip(_extents(prediction, size), _extents(target, size), strict=True)
-    ]
+    presence = _presence(prediction, target)
     for i, label in enumerate(classes):
-        if label >= extents[0].shape[0] or not bool(extents[0][label].any()):
+        if presence is not None:
+            if label > 62:
+                continue  # larger than every label in the maps
+            found = [(plane >> label) & 1 for plane in presence]
+        else:  # labels beyond 62: one pass per class
+            union = (prediction == label) | (target == label)
+            found = [
+                union.any([d for d in range(union.ndim) if d != axis]).cpu()
+                for axis in range(union.ndim)
+            ]
+        if not bool(found[0].any()):
             continue
         box = []
-        for present in extents:
-            where = present[label].nonzero().squeeze(1)
+        for hits in found:
+            where = hits.nonzero().squeeze(1)
             box.append(slice(int(where[0]), int(where[-1]) + 1))
         box = tuple(box)
         yield i, prediction[box] == label, target[box] == label
@@ -391,10 +428,10 @@ def surface_scores(
         if not bool(boundaries[0].any()) or not bool(boundaries[1].any()):
             nsd[i], hd95[i] = 0.0, diagonal  # one mask empty: the worst values
             continue
-        # distances to the reference's boundary, then to the prediction's
-        squared = squared_distance_transform(boundaries.flip(0), spacing)
-        to_reference = squared[0][boundaries[0]].sqrt_()
-        to_prediction = squared[1][boundaries[1]].sqrt_()
+        # from the prediction's boundary to the reference's, and back
+        to_reference, to_prediction = nearest_distances(
+            boundaries, boundaries.flip(0), spacing
+        )
         limit = tolerances[i] * (1 + WITHIN_TOLERANCE_SLACK)
         within = (to_reference <= limit).sum() + (to_prediction <= limit).sum()
         nsd[i] = int(within) / (to_reference.numel() + to_prediction.numel())

@@ -55,75 +55,125 @@ def check_spacing(spacing: Sequence[float], ndim: int) -> tuple[float, ...]:
     return values
 
 
-def _nearest_along(features: torch.Tensor, step: float) -> torch.Tensor:
-    """Squared distance to the nearest feature along dim 0 of ``(n, L)``."""
-    n = features.shape[0]
-    position = torch.arange(n, dtype=torch.float64, device=features.device)
-    position = position.view(n, 1)
+def _nearest_along(
+    features: torch.Tensor, position: torch.Tensor, step: float
+) -> torch.Tensor:
+    """Squared distance to the nearest feature along dim 0 of ``(n, L)``.
+
+    ``position`` holds the voxel indices of the rows (increasing, not
+    necessarily consecutive) and ``step`` the voxel size in mm.
+    """
+    position = position.view(-1, 1)
     before = torch.where(features, position, -INF).cummax(0).values
     after = torch.where(features, position, INF).flip(0).cummin(0).values.flip(0)
     distance = torch.minimum(position - before, after - position)
     return distance.mul_(step).square_()
 
 
-def _lower_envelope(g: torch.Tensor, step: float) -> torch.Tensor:
-    """``min_y g[y] + (step (x - y))**2`` along dim 0 of ``(n, L)`` float64.
+def _lower_envelope(
+    g: torch.Tensor, position: torch.Tensor, step: float
+) -> torch.Tensor:
+    """``min_y g[y] + (step (position[x] - position[y]))**2`` along dim 0.
 
-    Felzenszwalb-Huttenlocher on all ``L`` lines at once. Each line keeps a
-    stack of the parabolas of its envelope (vertex, value at the vertex, left
-    end of its piece); the top of every stack is also held in whole-line
-    vectors so that the usual step (intersect with the top, push) is
-    elementwise, and pops read the stacks only for the lines that pop. Entries
-    above a line's top are scratch space: every step writes its parabola there
-    on every line and raises the top only where ``g[q]`` is finite.
+    Felzenszwalb-Huttenlocher on all ``L`` lines of ``g`` ``(n, L)`` at once;
+    ``position`` holds the voxel indices of the rows (increasing, not
+    necessarily consecutive: the rows may skip empty planes). Index
+    differences are exact integers, so each value is one rounding of
+    ``(k step)**2`` sums. Each line's
+    stack of envelope parabolas is a linked list through the rows: the
+    parabola of row ``q`` is written at row ``q`` (the left end of its piece,
+    and the row below it on the stack), so a step writes two whole rows and
+    no scatter is needed; the top of every stack is held in whole-line
+    vectors, so the usual step (intersect with the top, push) is elementwise,
+    and pops read the rows only for the lines that pop. At the end the rows
+    still on a stack are those never popped, and each position finds its
+    parabola by a sorted search of their left ends.
     """
     n, lines = g.shape
     device, dtype = g.device, g.dtype
     a = step * step
-    # stack[0]: vertex, stack[1]: value g at the vertex, stack[2]: left end
-    stack = torch.full((3, n, lines), INF, dtype=dtype, device=device)
-    flat = stack.view(3, n * lines)
-    height = torch.full((lines,), -1, dtype=torch.int64, device=device)
-    # of each top parabola: g + a v**2, 2 a v and its left end
-    top = torch.zeros(3, lines, dtype=dtype, device=device)
-    top[2] = INF
-    column = torch.empty(3, 1, lines, dtype=dtype, device=device)
-    for q in range(n):
+    coordinates = position.tolist()
+    start = torch.empty(n, lines, dtype=dtype, device=device)
+    below = torch.empty(n, lines, dtype=torch.int64, device=device)
+    alive = torch.isfinite(g)
+    top = torch.full((lines,), -1, dtype=torch.int64, device=device)
+    # of each line's top parabola: g + a x**2, 2 a x and the left end of its piece
+    # (-inf while the stack is empty, so that nothing pops)
+    peak = torch.zeros(3, lines, dtype=dtype, device=device)
+    peak[2] = -INF
+    for q, x in enumerate(coordinates):
         g_q = g[q]
-        finite = torch.isfinite(g_q)
-        lifted = g_q + a * q * q
-        slope = torch.full((1,), 2 * a * q, dtype=dtype, device=device)
+        finite = alive[q]
+        lifted = g_q + a * x * x
         # where the parabola of q crosses the top parabola of each line
-        cross = (lifted - top[0]) / (2 * a * q - top[1])
-        pops = finite & (height > 0) & (cross <= top[2])
+        cross = (lifted - peak[0]) / (2 * a * x - peak[1])
+        pops = finite & (cross <= peak[2])
         if bool(pops.any()):
             index = pops.nonzero().squeeze(1)
             while index.numel():
-                below = height[index] - 1
-                height[index] = below
-                v, w, z = flat[:, below * lines + index]
-                top[:, index] = torch.stack((w + a * v * v, 2 * a * v, z))
-                c = (lifted[index] - top[0, index]) / (2 * a * q - top[1, index])
+                row = top[index]
+                alive[row, index] = False
+                row = below[row, index]
+                top[index] = row
+                v = position[row]
+                w, z = g[row, index], start[row, index]
+                peak[:, index] = torch.stack((w + a * v * v, 2 * a * v, z))
+                c = (lifted[index] - w - a * v * v) / (2 * a * (x - v))
                 cross[index] = c
-                index = index[(below > 0) & (c <= z)]
-        slot = (height + 1).view(1, 1, lines).expand(3, 1, lines)
-        left = torch.where(height < 0, -INF, cross)
-        column[0] = q
-        column[1, 0] = g_q
-        column[2, 0] = left
-        stack.scatter_(1, slot, column)
-        height = torch.where(finite, height + 1, height)
-        top = torch.where(finite, torch.stack((lifted, slope.expand(lines), left)), top)
-    rows = torch.arange(n, device=device).view(n, 1)
-    starts = stack[2].masked_fill_(rows > height.view(1, lines), INF)
-    starts[0] = -INF
-    position = torch.arange(n, dtype=dtype, device=device).expand(lines, n)
-    piece = torch.searchsorted(starts.T.contiguous(), position.contiguous(), right=True)
+                index = index[c <= z]
+        left = torch.where(top < 0, -INF, cross)
+        start[q] = left
+        below[q] = top
+        top = torch.where(finite, q, top)
+        slope = torch.full((lines,), 2 * a * x, dtype=dtype, device=device)
+        peak = torch.where(finite, torch.stack((lifted, slope, left)), peak)
+    # left ends of the parabolas left on the stacks, made nondecreasing over
+    # all rows (a popped row takes the left end of the next live row)
+    ends = torch.where(alive, start, INF).flip(0).cummin(0).values.flip(0)
+    at = position.expand(lines, n).contiguous()
+    piece = torch.searchsorted(ends.T.contiguous(), at, right=True)
     piece = piece.sub_(1).clamp_(min=0)
-    nearest = stack[0].T.gather(1, piece)
-    result = (position - nearest).square_().mul_(a).add_(stack[1].T.gather(1, piece))
-    result.masked_fill_((height < 0).view(lines, 1), INF)
+    result = (at - position[piece]).square_().mul_(a).add_(g.T.gather(1, piece))
+    result.masked_fill_((top < 0).view(lines, 1), INF)
     return result.T
+
+
+def _squared_distances(
+    features: torch.Tensor,
+    coordinates: Sequence[torch.Tensor],
+    spacing: Sequence[float],
+) -> torch.Tensor:
+    """Squared distances on the grid of the given voxel indices of each axis."""
+    ndim = len(coordinates)
+    first = features.ndim - ndim
+    # pass 1 along the longest axis (no loop), the envelopes along the others
+    order = sorted(range(ndim), key=lambda i: -features.shape[first + i])
+    axis = first + order[0]
+    moved = features.movedim(axis, 0)
+    shape = moved.shape
+    g = _nearest_along(
+        moved.reshape(shape[0], -1), coordinates[order[0]], spacing[order[0]]
+    )
+    g = g.reshape(shape).movedim(0, axis)
+    for i in order[1:]:
+        axis = first + i
+        moved = g.movedim(axis, 0)
+        shape = moved.shape
+        lines = moved.reshape(shape[0], -1)
+        g = _lower_envelope(lines, coordinates[i], spacing[i])
+        g = g.reshape(shape).movedim(0, axis)
+    return g.contiguous()
+
+
+def _check_masks(features: torch.Tensor, ndim: int, name: str) -> None:
+    if features.dtype != torch.bool:
+        raise TypeError(f'{name} must be a bool mask, not {features.dtype}')
+    if features.ndim < ndim:
+        message = (
+            f'{name} has {features.ndim} dimensions, fewer than the'
+            f' {ndim} spatial axes of the spacing'
+        )
+        raise ValueError(message)
 
 
 def squared_distance_transform(
@@ -148,29 +198,72 @@ def squared_distance_transform(
     """
     ndim = len(spacing)
     spacing = check_spacing(spacing, ndim)
-    if features.dtype != torch.bool:
-        raise TypeError(f'features must be a bool mask, not {features.dtype}')
-    if features.ndim < ndim:
-        message = (
-            f'features has {features.ndim} dimensions, fewer than the'
-            f' {ndim} spatial axes of spacing {spacing}'
-        )
-        raise ValueError(message)
+    _check_masks(features, ndim, 'features')
     first = features.ndim - ndim
-    # pass 1 along the longest axis (no loop), the envelopes along the others
-    order = sorted(range(ndim), key=lambda i: -features.shape[first + i])
-    axis = first + order[0]
-    moved = features.movedim(axis, 0)
-    shape = moved.shape
-    g = _nearest_along(moved.reshape(shape[0], -1), spacing[order[0]])
-    g = g.reshape(shape).movedim(0, axis)
-    for i in order[1:]:
-        axis = first + i
-        moved = g.movedim(axis, 0)
-        shape = moved.shape
-        lines = moved.reshape(shape[0], -1)
-        g = _lower_envelope(lines, spacing[i]).reshape(shape).movedim(0, axis)
-    return g.contiguous()
+    coordinates = [
+        torch.arange(
+            features.shape[first + i], dtype=torch.float64, device=features.device
+        )
+        for i in range(ndim)
+    ]
+    return _squared_distances(features, coordinates, spacing)
+
+
+def nearest_distances(
+    queries: torch.Tensor,
+    features: torch.Tensor,
+    spacing: Sequence[float],
+) -> list[torch.Tensor]:
+    """Distance (mm) from each query voxel to the nearest feature voxel.
+
+    Only the grid planes that hold a query or a feature voxel enter the
+    transform: the distance at a query is a minimum over feature voxels, and
+    the separable passes stay exact on any rectilinear grid that contains
+    them all, so the empty gap between an organ and a far-away island costs
+    nothing.
+
+    Args:
+        queries: Boolean ``(B, *spatial)``.
+        features: Boolean ``(B, *spatial)``, the same shape.
+        spacing: Voxel size of each spatial axis in mm.
+
+    Returns:
+        For each of the ``B`` items, the float64 distances of its query voxels
+        in C order (``inf`` where the item has no feature).
+
+    Example:
+        >>> queries = torch.tensor([[[True, False, False, False, True]]])
+        >>> features = torch.tensor([[[False, False, True, False, False]]])
+        >>> nearest_distances(queries, features, (1.0, 1.5))[0].tolist()
+        [3.0, 3.0]
+    """
+    ndim = len(spacing)
+    spacing = check_spacing(spacing, ndim)
+    _check_masks(queries, ndim + 1, 'queries')
+    _check_masks(features, ndim + 1, 'features')
+    if queries.shape != features.shape:
+        raise ValueError(
+            f'queries and features differ in shape: {tuple(queries.shape)}'
+            f' and {tuple(features.shape)}'
+        )
+    either = (queries | features).any(0)
+    keep = []
+    for axis in range(ndim):
+        others = [d for d in range(ndim) if d != axis]
+        keep.append(
+            either.any(others).nonzero().squeeze(1)
+            if others
+            else either.nonzero().squeeze(1)
+        )
+    grid_features, grid_queries = features, queries
+    for axis, index in enumerate(keep):
+        grid_features = grid_features.index_select(axis + 1, index)
+        grid_queries = grid_queries.index_select(axis + 1, index)
+    coordinates = [index.to(torch.float64) for index in keep]
+    squared = _squared_distances(grid_features, coordinates, spacing)
+    return [
+        item[mask].sqrt_() for item, mask in zip(squared, grid_queries, strict=True)
+    ]
 
 
 def distance_transform(
