@@ -99,6 +99,13 @@ def test_nearest_distances_without_features_are_infinite():
     empty, one = nearest_distances(queries, features, (2.0, 1.0))
     assert torch.isinf(empty).all() and empty.numel() == 12
     assert one.tolist()[:2] == [0.0, 1.0]
+    nothing = torch.zeros(2, 3, 4, dtype=torch.bool)
+    assert [d.numel() for d in nearest_distances(nothing, nothing, (1.0, 1.0))] == [
+        0,
+        0,
+    ]
+    with pytest.raises(ValueError, match='a batch dimension and 2 spatial'):
+        nearest_distances(queries[0], features[0], (2.0, 1.0))
 
 
 def test_inner_boundary_equals_scipy_erosion():

@@ -443,6 +443,28 @@ def surface_scores(
     return SurfaceScores(classes, nsd, hd95, tolerances, diagonal)
 
 
+def _compact(
+    predicted: torch.Tensor, reference: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crop to the prediction and shrink each run of empty planes to one plane.
+
+    Components never cross an empty plane, so one keeps them apart as well as
+    many: an island 10 cm away costs one plane, not a hundred.
+    """
+    for axis in range(predicted.ndim):
+        others = [d for d in range(predicted.ndim) if d != axis]
+        occupied = predicted.any(others) if others else predicted
+        after = torch.zeros_like(occupied)
+        after[1:] = occupied[:-1]
+        where = occupied.nonzero().squeeze(1)
+        keep = (occupied | after).nonzero().squeeze(1)
+        keep = keep[(keep >= where[0]) & (keep <= where[-1])]
+        if keep.numel() < predicted.shape[axis]:
+            predicted = predicted.index_select(axis, keep)
+            reference = reference.index_select(axis, keep)
+    return predicted, reference
+
+
 def false_positive_components(
     prediction: torch.Tensor | np.ndarray,
     target: torch.Tensor | np.ndarray,
@@ -480,6 +502,7 @@ def false_positive_components(
     for i, predicted, reference in _class_crops(prediction, target, classes):
         if not bool(predicted.any()):
             continue
+        predicted, reference = _compact(predicted, reference)
         roots = component_roots(predicted)[predicted]
         touching = torch.unique(roots[reference[predicted]])
         components, sizes = torch.unique(roots, return_counts=True)

@@ -38,8 +38,8 @@ def component_roots(mask: torch.Tensor) -> torch.Tensor:
     """For each voxel of ``mask``, the smallest flat index of its component.
 
     Components use full connectivity (26 neighbours in 3-D, 8 in 2-D). The
-    result is int64 shaped like ``mask``; background voxels hold
-    ``mask.numel()``.
+    result is an integer tensor (int32 when the indices fit) shaped like
+    ``mask``; background voxels hold ``mask.numel()``.
 
     Example:
         >>> mask = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 0], [1, 1, 0]]).bool()
@@ -49,7 +49,8 @@ def component_roots(mask: torch.Tensor) -> torch.Tensor:
     if mask.dtype != torch.bool:
         raise TypeError(f'mask must be a bool tensor, not {mask.dtype}')
     size = mask.numel()
-    index = torch.arange(size, device=mask.device).view(mask.shape)
+    dtype = torch.int32 if size < torch.iinfo(torch.int32).max else torch.int64
+    index = torch.arange(size, dtype=dtype, device=mask.device).view(mask.shape)
     labels = torch.where(mask, index, size)
     flat = labels.view(-1)
     foreground = mask.reshape(-1).nonzero().squeeze(1)
@@ -62,7 +63,7 @@ def component_roots(mask: torch.Tensor) -> torch.Tensor:
         # every voxel takes the smallest label around it, and hooks its root
         # onto that label (the roots keep the smallest label offered)
         flat.index_copy_(0, foreground, torch.minimum(current, smallest))
-        flat.scatter_reduce_(0, current[lower], smallest[lower], 'amin')
+        flat.scatter_reduce_(0, current[lower].long(), smallest[lower], 'amin')
         while True:  # pointer jumping to the roots
             current = flat.index_select(0, foreground)
             parent = flat.index_select(0, current)

@@ -165,13 +165,16 @@ def _squared_distances(
     return g.contiguous()
 
 
-def _check_masks(features: torch.Tensor, ndim: int, name: str) -> None:
+def _check_masks(
+    features: torch.Tensor, ndim: int, name: str, batch: bool = False
+) -> None:
     if features.dtype != torch.bool:
         raise TypeError(f'{name} must be a bool mask, not {features.dtype}')
-    if features.ndim < ndim:
+    if features.ndim < ndim + batch:
+        needed = f'a batch dimension and {ndim}' if batch else f'{ndim}'
         message = (
-            f'{name} has {features.ndim} dimensions, fewer than the'
-            f' {ndim} spatial axes of the spacing'
+            f'{name} has {features.ndim} dimensions; it needs {needed} spatial'
+            f' dimensions (one per voxel size of the spacing)'
         )
         raise ValueError(message)
 
@@ -239,14 +242,17 @@ def nearest_distances(
     """
     ndim = len(spacing)
     spacing = check_spacing(spacing, ndim)
-    _check_masks(queries, ndim + 1, 'queries')
-    _check_masks(features, ndim + 1, 'features')
+    _check_masks(queries, ndim, 'queries', batch=True)
+    _check_masks(features, ndim, 'features', batch=True)
     if queries.shape != features.shape:
         raise ValueError(
             f'queries and features differ in shape: {tuple(queries.shape)}'
             f' and {tuple(features.shape)}'
         )
     either = (queries | features).any(0)
+    if not bool(either.any()):  # no voxel at all: no distance to give
+        empty = torch.empty(0, dtype=torch.float64, device=queries.device)
+        return [empty] * queries.shape[0]
     keep = []
     for axis in range(ndim):
         others = [d for d in range(ndim) if d != axis]
