@@ -121,12 +121,14 @@ def _lower_envelope(
                 c = (lifted[index] - w - a * v * v) / (2 * a * (x - v))
                 cross[index] = c
                 index = index[c <= z]
-        left = torch.where(top < 0, -INF, cross)
-        start[q] = left
+        left = start[q]
+        left.copy_(cross).masked_fill_(top < 0, -INF)
         below[q] = top
-        top = torch.where(finite, q, top)
-        slope = torch.full((lines,), 2 * a * x, dtype=dtype, device=device)
-        peak = torch.where(finite, torch.stack((lifted, slope, left)), peak)
+        # push where g[q] is finite (elementwise, in place)
+        top.masked_fill_(finite, q)
+        torch.where(finite, lifted, peak[0], out=peak[0])
+        peak[1].masked_fill_(finite, 2 * a * x)
+        torch.where(finite, left, peak[2], out=peak[2])
     # left ends of the parabolas left on the stacks, made nondecreasing over
     # all rows (a popped row takes the left end of the next live row)
     ends = torch.where(alive, start, INF).flip(0).cummin(0).values.flip(0)
