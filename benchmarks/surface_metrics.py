@@ -69,8 +69,11 @@ def label_maps(shape, spacing, seed=0):
     for axis in range(3):  # erode the liver by one voxel (face neighbours)
         interior &= np.roll(liver, 1, axis) & np.roll(liver, -1, axis)
     prediction[liver & ~interior] = 0
-    # a 24 mm liver island in the air at a corner of the slab
-    size = [max(1, round(24 / s)) for s in spacing]
+    # a liver island (24 mm, or a sixth of a small image) in the air at a
+    # corner of the slab
+    size = [
+        max(1, min(round(24 / s), n // 6)) for s, n in zip(spacing, shape, strict=True)
+    ]
     island = (slice(1, 1 + size[0]), slice(1, 1 + size[1]))
     middle = shape[2] // 2
     island += (slice(middle, middle + size[2]),)

@@ -347,6 +347,25 @@ def test_components_touching_the_reference_are_not_false_positives():
     assert scores.volume_ml.tolist() == pytest.approx([3 * 1e-3, 0.0])
 
 
+def test_false_positive_components_equal_a_scipy_count():
+    # random masks with empty slabs, so that components sit on both sides of
+    # gaps of several planes (which the computation shrinks to one)
+    rng = np.random.default_rng(7)
+    spacing = (0.8, 1.1, 2.5)
+    for _ in range(5):
+        target = np.where(rng.random((22, 18, 12)) < 0.1, 2, 0)
+        prediction = np.where(rng.random((22, 18, 12)) < 0.1, 2, 0)
+        prediction[5:9] = 0
+        prediction[:, 10:15] = 0
+        labels, count = ndi.label(prediction == 2, structure=np.ones((3, 3, 3)))
+        hit = set(np.unique(labels[(target == 2) & (labels > 0)]).tolist())
+        missed = [k for k in range(1, count + 1) if k not in hit]
+        voxels = sum(int((labels == k).sum()) for k in missed)
+        scores = false_positive_components(prediction, target, [2], spacing)
+        assert scores.count.tolist() == [len(missed)]
+        assert scores.volume_ml[0] == pytest.approx(voxels * math.prod(spacing) / 1000)
+
+
 # Volume error and tolerances ----------------------------------------------------
 
 
