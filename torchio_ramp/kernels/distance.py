@@ -9,8 +9,10 @@ exact. The first pass only needs the nearest feature along each line, found
 with two cumulative scans; the later passes build the envelopes of all lines
 at once: the loop runs over the positions along the axis, and every step is a
 handful of whole-line tensor operations (a parabola is popped only on the few
-lines that need it). Values are float64, so squared distances are exact sums of
-``(k s)**2`` up to the last bit.
+lines that need it). Rows are addressed by voxel index, so a pass may skip
+planes that hold nothing (:func:`nearest_distances`); index differences are
+exact integers and every value is a float64 sum of ``(k s)**2`` terms, each
+rounded once.
 
 Unlike the intensity kernels of this package, these functions take masks
 (``bool`` tensors) and return distances; they work on any device and batch over
@@ -94,9 +96,9 @@ def _lower_envelope(
     a = step * step
     coordinates = position.tolist()
     start = torch.empty(n, lines, dtype=dtype, device=device)
-    below = torch.empty(n, lines, dtype=torch.int64, device=device)
+    below = torch.empty(n, lines, dtype=torch.int32, device=device)  # rows < 2**31
     alive = torch.isfinite(g)
-    top = torch.full((lines,), -1, dtype=torch.int64, device=device)
+    top = torch.full((lines,), -1, dtype=torch.int32, device=device)
     # of each line's top parabola: g + a x**2, 2 a x and the left end of its piece
     # (-inf while the stack is empty, so that nothing pops)
     peak = torch.zeros(3, lines, dtype=dtype, device=device)
@@ -111,10 +113,10 @@ def _lower_envelope(
         if bool(pops.any()):
             index = pops.nonzero().squeeze(1)
             while index.numel():
-                row = top[index]
+                row = top[index].long()
                 alive[row, index] = False
-                row = below[row, index]
-                top[index] = row
+                top[index] = below[row, index]
+                row = top[index].long()
                 v = position[row]
                 w, z = g[row, index], start[row, index]
                 peak[:, index] = torch.stack((w + a * v * v, 2 * a * v, z))
