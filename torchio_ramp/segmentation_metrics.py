@@ -244,6 +244,8 @@ def _label_map(values: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
     tensor = torch.as_tensor(values)
     if tensor.is_floating_point() or tensor.is_complex():
         raise TypeError(f'{name} must hold integer labels, not {tensor.dtype}')
+    if tensor.dtype in (torch.uint16, torch.uint32, torch.uint64):
+        tensor = tensor.to(torch.int64)  # few torch operators support them
     return tensor
 
 
