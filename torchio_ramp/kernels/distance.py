@@ -146,8 +146,13 @@ def _squared_distances(
     features: torch.Tensor,
     coordinates: Sequence[torch.Tensor],
     spacing: Sequence[float],
+    queries: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Squared distances on the grid of the given voxel indices of each axis."""
+    """Squared distances on the grid of the given voxel indices of each axis.
+
+    With ``queries`` (a mask shaped like ``features``), the last pass runs
+    only on the lines that hold a query: elsewhere the result is ``inf``.
+    """
     ndim = len(coordinates)
     first = features.ndim - ndim
     # pass 1 along the longest axis (no loop), the envelopes along the others
@@ -164,8 +169,15 @@ def _squared_distances(
         moved = g.movedim(axis, 0)
         shape = moved.shape
         lines = moved.reshape(shape[0], -1)
-        g = _lower_envelope(lines, coordinates[i], spacing[i])
-        g = g.reshape(shape).movedim(0, axis)
+        if queries is not None and i == order[-1]:
+            asked = queries.movedim(axis, 0).reshape(shape[0], -1).any(0)
+            asked = asked.nonzero().squeeze(1)
+            result = torch.full_like(lines, INF)
+            envelope = _lower_envelope(lines[:, asked], coordinates[i], spacing[i])
+            result[:, asked] = envelope
+        else:
+            result = _lower_envelope(lines, coordinates[i], spacing[i])
+        g = result.reshape(shape).movedim(0, axis)
     return g.contiguous()
 
 
@@ -270,7 +282,7 @@ def nearest_distances(
         grid_features = grid_features.index_select(axis + 1, index)
         grid_queries = grid_queries.index_select(axis + 1, index)
     coordinates = [index.to(torch.float64) for index in keep]
-    squared = _squared_distances(grid_features, coordinates, spacing)
+    squared = _squared_distances(grid_features, coordinates, spacing, grid_queries)
     return [
         item[mask].sqrt_() for item, mask in zip(squared, grid_queries, strict=True)
     ]
