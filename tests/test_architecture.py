@@ -54,6 +54,7 @@ ROOMS: dict[str, tuple[str, ...]] = {
     'tool options': ('torchio_ramp.cli_options',),
     'evaluation': (
         'torchio_ramp.metrics',
+        'torchio_ramp.segmentation_metrics',
         'torchio_ramp.inference',
         'torchio_ramp.model_files',
         'torchio_ramp.models',
@@ -78,7 +79,7 @@ ALLOWED: dict[str, set[str]] = {
     'exports': {'registry', 'transforms', 'pipelines'},
     'data': {'ground'},
     'tool options': {'ground', 'registry'},
-    'evaluation': {'ground'},
+    'evaluation': {'ground', 'kernels'},  # distance transform, components
     'training': {*_LOW, 'exports', 'data', 'tool options', 'evaluation'},
     'nnunet': {*_LOW, 'evaluation'},
     'monai': {*_LOW},
