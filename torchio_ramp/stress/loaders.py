@@ -27,6 +27,10 @@ from pathlib import Path
 
 import torch
 
+from ..model_safety import check_onnx_model
+from ..model_safety import check_torchscript
+from ..model_safety import load_export_program
+
 FORMATS = ('torch.export', 'onnx', 'torchscript')
 """Formats of model files, as recorded in results headers."""
 
@@ -199,12 +203,16 @@ class OnnxModule(torch.nn.Module):
 def load_model_file(
     path: str | Path,
     device: str | torch.device = 'cpu',
+    *,
+    trust: bool = False,
 ) -> tuple[torch.nn.Module, str | None, str]:
     """Load a model file of any of :data:`FORMATS`.
 
     Args:
         path: The file.
         device: Where to run it.
+        trust: Load without the checks of :mod:`torchio_ramp.model_safety`
+            (TorchScript is loaded only then).
 
     Returns:
         ``(module, embedded config.json text or None, format)``.
@@ -212,6 +220,8 @@ def load_model_file(
     Raises:
         ValueError: If the file is not a model or cannot be loaded, naming
             it and its format.
+        ~torchio_ramp.model_safety.UnsafeModelError: If loading it could run
+            code from it or read files outside its folder (unless ``trust``).
         ImportError: For an ONNX file without onnxruntime installed.
 
     Example:
@@ -224,14 +234,15 @@ def load_model_file(
     kind = model_format(path)
     try:
         if kind == 'onnx':
+            if not trust:
+                check_onnx_model(path)
             module = OnnxModule(path, device)
             return module, module.embedded, kind
         extra = {EMBEDDED_CONFIG: ''}
         if kind == 'torch.export':
-            # A file object: torch.export.load warns about suffixes other than .pt2
-            with path.open('rb') as file:
-                program = torch.export.load(file, extra_files=extra)
+            program = load_export_program(path, trust=trust, extra_files=extra)
             return ExportedModule(program, device), extra[EMBEDDED_CONFIG], kind
+        check_torchscript(path, trust=trust)
         network = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     except (RuntimeError, ValueError, KeyError, zipfile.BadZipFile) as error:
         if isinstance(error, ValueError) and str(error).startswith(str(path)):
