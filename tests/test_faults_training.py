@@ -17,6 +17,7 @@ import torch
 
 from ramp_prep.cli import main as prep_main
 from tests.prep_fixtures import invoke_cli as invoke
+from tests.test_faults_data import zero_spacing
 from torchio_ramp.integrity import IntegrityError
 from torchio_ramp.models import UNET_PRESETS
 from torchio_ramp.models import UNet3d
@@ -203,6 +204,19 @@ def test_training_refuses_an_edited_train_label(prepared, tmp_path):
     result = invoke(main, ['--data', data, '--out', tmp_path / 'cli', '--device',
                            'cpu', *TINY], 1)  # fmt: skip
     assert f'{train_id}.nii.gz' in result.output and 'manifest.csv' in result.output
+
+
+def test_training_names_a_ct_with_a_zero_spacing(prepared, tmp_path):
+    import shutil
+
+    data = tmp_path / 'data'
+    shutil.copytree(prepared, data)
+    train_id = json.loads((data / 'splits.json').read_text())['train'][0]
+    image = data / 'images' / f'{train_id}.nii.gz'
+    zero_spacing(data, image, ('pixdim', 'sform'))
+    result = invoke(main, ['--data', data, '--out', tmp_path / 'run', '--device',
+                           'cpu', *TINY], 1)  # fmt: skip
+    assert f'{image}: zero or non-finite voxel spacing' in result.output
 
 
 # torchrun over a finished single-process stress run ----------------------------------
