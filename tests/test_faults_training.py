@@ -76,6 +76,75 @@ def test_bad_options_are_usage_errors(prepared, tmp_path, option, value, needle)
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ('option', 'values', 'needle'),
+    [
+        ('--lr', ['inf'], 'must be a finite number > 0, not inf'),
+        ('--lr', ['nan'], 'must be a finite number > 0, not nan'),
+        ('--lr', ['0'], 'must be a finite number > 0, not 0.0'),
+        ('--lr', ['-1e-3'], 'must be a finite number > 0, not -0.001'),
+        ('--weight-decay', ['nan'], 'must be a finite number >= 0, not nan'),
+        ('--weight-decay', ['-1'], 'must be a finite number >= 0, not -1.0'),
+        ('--p-corrupt', ['nan'], 'must be a finite number in [0, 1], not nan'),
+        ('--p-corrupt', ['1.5'], 'must be a finite number in [0, 1], not 1.5'),
+        ('--hu-range', ['-inf', '300'], 'must be a finite number, not -inf'),
+        ('--hu-range', ['300', '-200'], 'LOW must be below HIGH'),
+        ('--queue-length', ['0'], '0 is not in the range x>=1'),
+        ('--samples-per-volume', ['-1'], '-1 is not in the range x>=1'),
+    ],
+)
+def test_numeric_options_are_finite_usage_errors(
+    prepared, tmp_path, option, values, needle
+):
+    out = tmp_path / 'run'
+    result = invoke(main, ['--data', prepared, '--out', out, option, *values], 2)
+    assert f"Invalid value for '{option}'" in result.output
+    assert needle in result.output
+    assert not out.exists()
+
+
+def test_an_empty_out_is_a_usage_error(prepared, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(main, ['--data', prepared, '--out', '', *TINY], 2)
+    assert "Invalid value for '--out': '' is not a folder name" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ('field', 'value'),
+    [('lr', float('inf')), ('lr', 0), ('weight_decay', float('nan')), ('lr', '1')],
+)
+def test_training_config_refuses_non_finite_numbers(tmp_path, field, value):
+    with pytest.raises(ValueError, match=rf'{field} must be a finite number'):
+        TrainingConfig('data', str(tmp_path), **{field: value})
+    with pytest.raises(ValueError, match='hu_range must be finite with low < high'):
+        TrainingConfig('data', str(tmp_path), hu_range=(float('-inf'), 300))
+
+
+@pytest.mark.parametrize(
+    ('environment', 'needle'),
+    [
+        ({'RANK': 'x'}, "variable RANK='x' (set by torchrun) must be an integer >= 0"),
+        ({'LOCAL_RANK': '-1'}, "LOCAL_RANK='-1' (set by torchrun) must be an integer"),
+        (
+            {'WORLD_SIZE': '0'},
+            "WORLD_SIZE='0' (set by torchrun) must be an integer >= 1",
+        ),
+        ({'WORLD_SIZE': 'two'}, "WORLD_SIZE='two'"),
+        ({'RANK': '1'}, 'RANK=1 and WORLD_SIZE=1 (set by torchrun) disagree'),
+    ],
+)
+def test_torchrun_variables_are_named(
+    prepared, tmp_path, monkeypatch, environment, needle
+):
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    result = invoke(main, ['--data', prepared, '--out', tmp_path / 'run', '--device',
+                           'cpu', *TINY], 1)  # fmt: skip
+    assert needle in result.output
+    assert not (tmp_path / 'run').exists()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason='needs a machine without CUDA')
 def test_cuda_without_a_gpu_is_a_usage_error(prepared, tmp_path):
     result = invoke(main, ['--data', prepared, '--out', tmp_path / 'r', '--device',
