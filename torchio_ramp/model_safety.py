@@ -47,6 +47,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -171,7 +172,9 @@ def _plain(value: Any, depth: int = 0) -> bool:
 def _check_pickle(data: bytes, path: Path, member: str, tensor: bool) -> None:
     """Unpickle ``data`` with PyTorch's restricted unpickler and check the result."""
     try:
-        value = torch.load(io.BytesIO(data), map_location='cpu', weights_only=True)
+        with warnings.catch_warnings():  # e.g. on pickle protocols other than 2
+            warnings.simplefilter('ignore')
+            value = torch.load(io.BytesIO(data), map_location='cpu', weights_only=True)
     except Exception as error:  # the restricted unpickler's errors vary by cause
         reason = (
             'a pickle the restricted (weights-only) unpickler refuses, which torch'
