@@ -390,6 +390,30 @@ def test_dynamic_spatial_sizes_with_guards_are_loaded(tmp_path):
         torch.testing.assert_close(module(x), model(x))
 
 
+class Branches(torch.nn.Module):
+    """Control flow, a lifted tensor constant, batch norm and a dict output."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv3d(1, 2, 1)
+        self.norm = torch.nn.BatchNorm3d(2)
+        self.weights = torch.tensor([1.0, 2.0])  # not a buffer: a constant
+
+    def forward(self, x):
+        y = self.norm(self.conv(x)) * self.weights.view(1, 2, 1, 1, 1)
+        y = torch.cond(x.sum() > 0, lambda t: t + 1, lambda t: t - 1, (y,))
+        return {'logits': y, 'mean': y.mean()}
+
+
+def test_control_flow_and_constants_are_loaded(tmp_path):
+    model = Branches().eval()
+    x = torch.rand(2, 1, 4, 4, 4)
+    torch.export.save(torch.export.export(model, (x,)), tmp_path / 'branches.pt2')
+    program = load_export_program(tmp_path / 'branches.pt2')
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x), model(x))
+
+
 def test_trust_loads_what_the_checks_refuse(archive, tmp_path):
     def add_notes(root, members):
         members[f'{root}/notes.txt'] = b'exported by hand'
@@ -512,6 +536,17 @@ def test_guards(guard, allowed):
     else:
         with pytest.raises(ProgramTextError, match=r'guards_code\[0\]'):
             check_program(document)
+
+
+def test_deep_nesting_is_refused_not_a_crash():
+    deep: dict = {'guards_code': []}
+    for _ in range(5000):
+        deep = {'graph_module': deep}
+    with pytest.raises(ProgramTextError, match='nested too deeply'):
+        check_program(deep)
+    long_sum = '+'.join(['1'] * 40_000)
+    with pytest.raises(ProgramTextError, match=r'expr_str: .*nested too deeply'):
+        check_program(sizes(long_sum))
 
 
 # ONNX: external data must stay beside the model; EPContext nodes are refused.

@@ -193,7 +193,7 @@ def _check_pickle(data: bytes, path: Path, member: str, tensor: bool) -> None:
 def _json(reader: Any, name: str, path: Path) -> Any:
     try:
         return json.loads(reader.get_record(name).decode('utf-8'))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         message = f'{path} is not a valid torch.export archive: {name} is not JSON'
         raise ValueError(f'{message} ({_first_line(error)})') from None
 

@@ -219,6 +219,12 @@ def _identifier(text: str) -> None:
         _fail(f'{text!r} is not a Python identifier')
 
 
+def _name(text: str) -> None:
+    """An identifier, or nothing (the name of a positional argument)."""
+    if text:
+        _identifier(text)
+
+
 def _dotted(text: str) -> None:
     if not _DOTTED.fullmatch(text):
         _fail(f'{text!r} is not a dotted name')
@@ -474,7 +480,7 @@ def _treespec(text: str) -> None:
 
 
 _TEXT_RULES: dict[str, Callable[[str], None]] = {
-    'name': _identifier,
+    'name': _name,
     'as_name': _identifier,
     'forward_arg_names': _identifier,
     'field_names': _identifier,
@@ -565,11 +571,21 @@ def _walk(
                 _fail('text where the schema has none')
             if len(value) > _MAX_TEXT:
                 _fail(f'text of {len(value)} characters')
-            rule(value)
+            try:
+                rule(value)
+            except RecursionError:
+                _fail('an expression nested too deeply')
     except ProgramTextError:
         raise
     except ValueError as error:
         raise ProgramTextError(_where(path), str(error)) from None
+
+
+def _check_document(document: dict, rules: dict[str, Callable[[str], None]]) -> None:
+    try:
+        _walk(document, None, (), rules)
+    except RecursionError:
+        raise ProgramTextError('(top)', 'nested too deeply') from None
 
 
 def check_program(document: Any) -> None:
@@ -592,7 +608,7 @@ def check_program(document: Any) -> None:
     """  # noqa: E501
     if not isinstance(document, dict):
         raise ProgramTextError('(top)', 'not a JSON object')
-    _walk(document, None, (), _TEXT_RULES)
+    _check_document(document, _TEXT_RULES)
 
 
 def check_payload_config(document: Any, prefix: str) -> None:
@@ -622,7 +638,7 @@ def check_payload_config(document: Any, prefix: str) -> None:
 
     if not isinstance(document, dict) or not isinstance(document.get('config'), dict):
         raise ProgramTextError('(top)', 'not a table of tensors')
-    _walk(document, None, (), {**_TEXT_RULES, 'path_name': path_name})
+    _check_document(document, {**_TEXT_RULES, 'path_name': path_name})
 
 
 __all__ = [
