@@ -181,10 +181,11 @@ def _check_pickle(data: bytes, path: Path, member: str, tensor: bool) -> None:
             f' would unpickle without restriction: {_unpickler_reason(error)}'
         )
         raise UnsafeModelError(path, member, reason) from None
-    expected = type(value) in (torch.Tensor, torch.nn.Parameter) if tensor else None
-    if expected is False or (
-        not tensor and not (type(value) is tuple and _plain(value))
-    ):
+    if tensor:
+        fits = type(value) in (torch.Tensor, torch.nn.Parameter)
+    else:
+        fits = type(value) is tuple and _plain(value)
+    if not fits:
         kind = 'a tensor' if tensor else 'a tuple of tensors'
         reason = f'a pickle of {type(value).__name__} where torch expects {kind}'
         raise UnsafeModelError(path, member, reason)

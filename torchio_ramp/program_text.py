@@ -36,6 +36,7 @@ import keyword
 import re
 from collections.abc import Callable
 from typing import Any
+from typing import NoReturn
 
 import torch
 
@@ -210,7 +211,7 @@ _COMPARISONS = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE)
 _UNARY = (ast.USub, ast.UAdd, ast.Not, ast.Invert)
 
 
-def _fail(reason: str) -> None:
+def _fail(reason: str) -> NoReturn:
     raise ValueError(reason)
 
 
@@ -294,7 +295,6 @@ def _parse(text: str) -> ast.Expression:
         return ast.parse(text, mode='eval')
     except (SyntaxError, ValueError):
         _fail(f'{text[:60]!r} is not an expression')
-    raise AssertionError  # unreachable
 
 
 def _constant(node: ast.Constant) -> None:

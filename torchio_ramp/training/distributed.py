@@ -99,24 +99,11 @@ def resolve_device(name: str, context: DistributedContext) -> torch.device:
     ``'auto'`` -> ``cuda:LOCAL_RANK`` if CUDA is available, else ``cpu``;
     ``'cuda'`` -> ``cuda:LOCAL_RANK``.
 
-    Raises:
-        ValueError: If ``LOCAL_RANK`` selects a GPU this machine lacks (naming
-            ``LOCAL_RANK``, not the ``--device`` the user passed).
-
     Example:
         >>> resolve_device('cpu', DistributedContext())
         device(type='cpu')
     """  # noqa: E501
-    device = arguments.resolve_device(name, context.local_rank)
-    if device.type == 'cuda' and device.index == context.local_rank:
-        _, problem = arguments.device_problem(device)
-        if problem and name in (None, 'auto', 'cuda'):
-            message = (
-                f'LOCAL_RANK={context.local_rank} (set by torchrun) selects'
-                f' {device} for --device {name}: {problem}'
-            )
-            raise ValueError(message)
-    return device
+    return arguments.resolve_device(name, context.local_rank)
 
 
 def init_distributed(device: torch.device) -> DistributedContext:
