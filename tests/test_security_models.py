@@ -24,14 +24,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from torchio_ramp.model_safety import UnsafeModelError
-from torchio_ramp.model_safety import check_export_archive
-from torchio_ramp.model_safety import load_export_program
-from torchio_ramp.program_text import ProgramTextError
-from torchio_ramp.program_text import check_program
-from torchio_ramp.program_text import operator_problem
-from torchio_ramp.stress.loaders import load_model_file
-from torchio_ramp.stress.predictors import load_model
+from torchio_ramp.model_files import load_model
+from torchio_ramp.model_files import load_model_file
+from torchio_ramp.model_files.program_text import ProgramTextError
+from torchio_ramp.model_files.program_text import check_program
+from torchio_ramp.model_files.program_text import operator_problem
+from torchio_ramp.model_files.safety import UnsafeModelError
+from torchio_ramp.model_files.safety import check_export_archive
+from torchio_ramp.model_files.safety import load_export_program
 
 pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning')
 

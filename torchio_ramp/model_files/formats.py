@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 
-from ..model_safety import check_onnx_model
-from ..model_safety import check_torchscript
-from ..model_safety import load_export_program
+from .safety import check_onnx_model
+from .safety import check_torchscript
+from .safety import load_export_program
 
 FORMATS = ('torch.export', 'onnx', 'torchscript')
 """Formats of model files, as recorded in results headers."""
@@ -211,7 +211,7 @@ def load_model_file(
     Args:
         path: The file.
         device: Where to run it.
-        trust: Load without the checks of :mod:`torchio_ramp.model_safety`
+        trust: Load without the checks of :mod:`torchio_ramp.model_files.safety`
             (TorchScript is loaded only then).
 
     Returns:
@@ -220,7 +220,7 @@ def load_model_file(
     Raises:
         ValueError: If the file is not a model or cannot be loaded, naming
             it and its format.
-        ~torchio_ramp.model_safety.UnsafeModelError: If loading it could run
+        ~torchio_ramp.model_files.safety.UnsafeModelError: If loading it could run
             code from it or read files outside its folder (unless ``trust``).
         ImportError: For an ONNX file without onnxruntime installed.
 

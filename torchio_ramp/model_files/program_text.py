@@ -604,7 +604,7 @@ def check_program(document: Any) -> None:
         >>> check_program(program)
         Traceback (most recent call last):
         ...
-        torchio_ramp.program_text.ProgramTextError: graph_module.graph.nodes[0].target: 'torch.os.system' is not an operator a model may call
+        torchio_ramp.model_files.program_text.ProgramTextError: graph_module.graph.nodes[0].target: 'torch.os.system' is not an operator a model may call
     """  # noqa: E501
     if not isinstance(document, dict):
         raise ProgramTextError('(top)', 'not a JSON object')
@@ -628,7 +628,7 @@ def check_payload_config(document: Any, prefix: str) -> None:
         >>> check_payload_config({'config': {'w': entry}}, 'weight_')
         Traceback (most recent call last):
         ...
-        torchio_ramp.program_text.ProgramTextError: config.w.path_name: '../sample_inputs/model.pt' is not a member weight_N
+        torchio_ramp.model_files.program_text.ProgramTextError: config.w.path_name: '../sample_inputs/model.pt' is not a member weight_N
     """  # noqa: E501
     pattern = re.compile(re.escape(prefix) + '[0-9]+')
 

@@ -12,7 +12,7 @@ do, and what this module lets it do (torch 2.13, onnxruntime 1.32):
   ``pickle.loads``, and the members of the older archive layout it falls back
   to when the current one does not load; it loads the AOTInductor shared
   libraries an archive carries (machine code); and it turns strings of the
-  program into Python code (see :mod:`torchio_ramp.program_text`).
+  program into Python code (see :mod:`torchio_ramp.model_files.program_text`).
   :func:`load_export_program` reads the file once and checks the bytes
   member by member before torch sees them: only the members
   ``torch.export.save`` writes for a plain model, no two members of one
@@ -20,7 +20,7 @@ do, and what this module lets it do (torch 2.13, onnxruntime 1.32):
   pickle readable by PyTorch's restricted unpickler (``weights_only=True``:
   tensors and plain containers, no code) and holding what its member should
   hold, the weights and constants tables pointing at their own members, and
-  the program text within :func:`~torchio_ramp.program_text.check_program`'s
+  the program text within :func:`~torchio_ramp.model_files.program_text.check_program`'s
   grammar. Anything else is refused with :class:`UnsafeModelError`, naming
   the file and the member.
 * **ONNX** is data: onnxruntime builds the graph from operators compiled into
