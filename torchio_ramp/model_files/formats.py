@@ -3,12 +3,15 @@
 :func:`model_format` tells a file's format from its bytes, not its suffix:
 
 * ``'torch.export'``: a ``torch.export.save`` archive (a zip holding
-  ``archive_format``), conventionally ``.pt2``; loaded with
+  ``archive_format``), conventionally ``.pt2``; checked member by member
+  (:mod:`~torchio_ramp.model_files.safety`), loaded with
   ``torch.export.load`` and run as its graph module;
-* ``'onnx'``: an ONNX model (a protobuf ``ModelProto``), run with
-  onnxruntime (the optional extra ``torchio-ramp[onnx]``);
+* ``'onnx'``: an ONNX model (a protobuf ``ModelProto``), its external data
+  checked to stay beside it, run with onnxruntime (the optional extra
+  ``torchio-ramp[onnx]``);
 * ``'torchscript'``: a ``torch.jit.save`` archive (legacy: TorchScript is
-  deprecated in PyTorch; prefer ``torch.export``).
+  deprecated in PyTorch; prefer ``torch.export``); a program, loaded only
+  with ``trust=True``.
 
 :func:`load_model_file` returns an ``nn.Module`` mapping a ``(B, 1, D, H,
 W)`` float batch to ``(B, K, D, H, W)`` logits, whichever the format, and the
