@@ -55,6 +55,20 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read as data (crafted, damaged, not nnU-Net's)."""
 
 
+_GENERIC = (
+    'Weights only load failed',
+    'Please file an issue',
+    'Check the documentation',
+)
+
+
+def _unpickling_detail(error: BaseException) -> str:
+    """The informative part of torch's weights-only refusal."""
+    lines = [line.strip() for line in str(error).splitlines()]
+    kept = [line for line in lines if line and not line.startswith(_GENERIC)]
+    return ' '.join(kept).replace('WeightsUnpickler error: ', '') or _first_line(error)
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
@@ -84,10 +98,17 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         with torch.serialization.safe_globals(checkpoint_globals()):
             loaded = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as error:
+        detail = _unpickling_detail(error)
+        if 'GLOBAL' not in detail and 'global' not in detail:
+            message = (
+                f'{path} is damaged or not a PyTorch checkpoint ({detail}); copy it'
+                ' again from the training machine'
+            )
+            raise CheckpointError(message) from error
         message = (
-            f'{path} was refused: it holds more than weights and data'
-            f' ({_first_line(error)}). Loading it as nnU-Net does would run code'
-            ' stored in the file; use checkpoints only from people you trust'
+            f'{path} was refused: it holds more than weights and data ({detail}).'
+            ' Loading it as nnU-Net does would run code stored in the file; use'
+            ' checkpoints only from people you trust'
         )
         raise CheckpointError(message) from error
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:

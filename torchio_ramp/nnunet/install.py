@@ -27,6 +27,7 @@ has no entry-point plugin mechanism. Two ways:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import os
@@ -157,11 +158,22 @@ class Installed:
     records: tuple[Path, ...]
 
 
-def _bytecode(path: Path) -> list[Path]:
+def bytecode_paths(path: Path) -> list[Path]:
+    """The bytecode files Python may write for the module ``path``.
+
+    Example:
+        >>> [p.parent.name for p in bytecode_paths(Path('m.py'))]
+        ['__pycache__', '__pycache__', '__pycache__']
+    """
     return [
         Path(importlib.util.cache_from_source(str(path), optimization=level))
         for level in ('', 1, 2)
     ]
+
+
+def record_files() -> list[Path]:
+    """The ``RECORD`` files of :data:`DISTRIBUTIONS` that are installed."""
+    return [record for name in DISTRIBUTIONS if (record := _record_file(name))]
 
 
 def _record_file(name: str) -> Path | None:
@@ -190,12 +202,18 @@ def _record_lines(record: Path, paths: list[Path]) -> list[str]:
     return lines
 
 
-def _edit_records(paths: list[Path], add: bool) -> tuple[Path, ...]:
+def edit_records(records: list[Path], paths: list[Path], add: bool) -> tuple[Path, ...]:
+    """Add ``paths`` to (or remove them from) pip's ``RECORD`` files.
+
+    pip removes every file its ``RECORD`` lists when the distribution is
+    uninstalled or replaced. Entries are relative to the record's
+    ``site-packages`` (absolute elsewhere), without a hash, as pip accepts.
+
+    Returns:
+        The records that list the paths (``add``) or no longer do.
+    """
     edited = []
-    for name in DISTRIBUTIONS:
-        record = _record_file(name)
-        if record is None:
-            continue
+    for record in records:
         wanted = _record_lines(record, paths)
         text = record.read_text(encoding='utf-8')
         lines = text.splitlines()
@@ -247,10 +265,15 @@ def install(folder: Path | None = None) -> Installed:
             partial.write_text(text, encoding='utf-8')
             partial.replace(path)
         except OSError as error:
-            partial.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
             raise _write_error(path, error) from error
         written = True
-    records = _edit_records([path, *_bytecode(path)], add=True) if own_package else ()
+    records = (
+        edit_records(record_files(), [path, *bytecode_paths(path)], add=True)
+        if own_package
+        else ()
+    )
     return Installed(path, written, records)
 
 
@@ -293,7 +316,7 @@ def uninstall(folder: Path | None = None) -> Path | None:
     removed = None
     for trainers, root in candidates:
         path = trainers / SHIM_NAME
-        leftovers = [path, path.with_suffix('.tmp'), *_bytecode(path)]
+        leftovers = [path, path.with_suffix('.tmp'), *bytecode_paths(path)]
         if path.is_file():
             removed = path
         try:
@@ -303,7 +326,7 @@ def uninstall(folder: Path | None = None) -> Path | None:
             reason = error.strerror or type(error).__name__
             raise PermissionError(f'cannot remove {path} ({reason})') from error
         if folder is None:
-            _edit_records([path, *_bytecode(path)], add=False)
+            edit_records(record_files(), [path, *bytecode_paths(path)], add=False)
         if root is not None and not (root / '__init__.py').is_file():
             _remove_empty_parents(trainers, root.parent)  # a leftover namespace
     return removed
