@@ -83,8 +83,8 @@ def check() -> None:
 def install() -> None:
     """Make -tr nnUNetTrainerRAMP (and the other RAMP trainers) work.
 
-    Writes one module into nnU-Net's trainer package and records it with
-    pip, so that uninstalling nnunetv2 or torchio-ramp removes it. Where
+    Writes one module into nnU-Net's trainer package and records it in
+    nnunetv2's pip RECORD, so that uninstalling nnunetv2 removes it. Where
     nnU-Net's own trainer search works, nnUNet_extTrainer (see ext-path)
     does the same without writing anything.
     """

@@ -17,10 +17,10 @@ has no entry-point plugin mechanism. Two ways:
   ``torchio_ramp_trainers.py``, in nnU-Net's trainer package, found before
   the sub-packages whose imports fail. It only imports the classes from
   :mod:`torchio_ramp.nnunet.trainers`. The module (and its bytecode) is
-  recorded in the ``RECORD`` files of both installed distributions, so
-  ``pip uninstall`` (or a reinstall) of either nnunetv2 or torchio-ramp
-  removes it; ``python -m torchio_ramp.nnunet uninstall`` removes it and the
-  records. Without torchio-ramp the module does nothing, silently.
+  recorded in nnunetv2's ``RECORD`` file, so ``pip uninstall nnunetv2`` (or a
+  reinstall) removes it and leaves no ``nnunetv2`` folder behind;
+  ``python -m torchio_ramp.nnunet uninstall`` removes it and the record.
+  Without torchio-ramp (uninstalled) the module does nothing, silently.
 
 ``python -m torchio_ramp.nnunet check`` reports which of the two works.
 """
@@ -40,8 +40,9 @@ SHIM_NAME = 'torchio_ramp_trainers.py'
 EXT_FOLDER = Path(__file__).resolve().parent / 'ext'
 """Folder for ``nnUNet_extTrainer`` (holds :data:`SHIM_NAME`)."""
 
-DISTRIBUTIONS = ('nnunetv2', 'torchio-ramp')
-"""Distributions whose ``RECORD`` lists the installed module."""
+DISTRIBUTIONS = ('nnunetv2',)
+"""Distributions whose ``RECORD`` lists the installed module (pip removes it
+with them)."""
 
 PROBE = """
 import os
@@ -242,7 +243,7 @@ def install(folder: Path | None = None) -> Installed:
 
     Returns:
         The module's path, whether it was (re)written (``False``: it was
-        already current), and the ``RECORD`` files now listing it (only for
+        already current), and the ``RECORD`` file(s) now listing it (only for
         nnU-Net's own package).
 
     Raises:

@@ -2,7 +2,7 @@
 
 Found by nnU-Net through nnUNet_extTrainer (this folder) or installed into
 nnunetv2/training/nnUNetTrainer by `python -m torchio_ramp.nnunet install`
-(which records it, so that `pip uninstall` of nnunetv2 or torchio-ramp
+(which records it in nnunetv2's RECORD, so that `pip uninstall nnunetv2`
 removes it). Without torchio-ramp it does nothing, silently; a torchio-ramp
 that is installed but fails to import is reported once per lookup.
 """
