@@ -107,6 +107,7 @@ def nnunet(tmp_path_factory):
         )
         install = run([sys.executable, '-m', 'torchio_ramp.nnunet', 'install'], env)
         smoke.write_text(SMOKE_TEXT, encoding='utf-8')
+        os.environ.update(training_env)
         env.update(training_env)
         training = run(
             [BIN / 'nnUNetv2_train', str(DATASET_ID), '3d_fullres', '0', '-tr',
@@ -285,12 +286,13 @@ def test_install_is_recorded_and_nnunet_finds_the_trainers(nnunet):
             assert not list(trainer_folder().rglob('torchio_ramp_trainers*'))
 
 
-def make_trainer(nnunet, name):
-    from nnunetv2.run.run_training import get_trainer_from_args
-
-    trainer = get_trainer_from_args(
-        str(DATASET_ID), '3d_fullres', 0, name, device=torch.device('cpu')
-    )
+def make_trainer(nnunet, trainer_class):
+    """``trainer_class`` on fold 0, as ``nnUNetv2_train`` builds it."""
+    folder = nnunet['preprocessed'] / NAME
+    plans = json.loads((folder / 'nnUNetPlans.json').read_text())
+    plans['continue_training'] = False
+    dataset_json = json.loads((folder / 'dataset.json').read_text())
+    trainer = trainer_class(plans, '3d_fullres', 0, dataset_json, torch.device('cpu'))
     trainer.initialize()
     return trainer
 
@@ -301,10 +303,7 @@ def test_ramp_batches_in_nnunet_domain_labels_untouched(nnunet, monkeypatch):
     from torchio_ramp.nnunet.augment import TorchIOStage
 
     monkeypatch.setenv('RAMP_NNUNET_TINY_EPOCHS', '9')  # no longer read
-    trainer = trainers.nnUNetTrainerRAMP_Tiny(
-        **make_trainer(nnunet, 'nnUNetTrainer').my_init_kwargs
-    )
-    trainer.initialize()
+    trainer = make_trainer(nnunet, trainers.nnUNetTrainerRAMP_Tiny)
     assert (trainer.num_epochs, trainer.num_iterations_per_epoch) == (2, 5)
     train_loader, _ = trainer.get_dataloaders()
     loader = train_loader.data_loader
