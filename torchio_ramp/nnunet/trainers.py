@@ -72,6 +72,7 @@ from ..pipelines import RampCorrupt  # noqa: E402
 from ..pipelines import RampIntensity  # noqa: E402
 from ..pipelines import RampSpatial  # noqa: E402
 from ..pipelines import strategy  # noqa: E402
+from . import RAMP_TRAINERS  # noqa: E402
 from . import STOCK_TRAINER  # noqa: E402
 from .augment import TorchIOStage  # noqa: E402
 from .augment import run_per_sample  # noqa: E402
@@ -80,16 +81,7 @@ from .checkpoint import load_checkpoint  # noqa: E402
 from .domain import DEFAULT_WINDOW  # noqa: E402
 from .domain import HUWindow  # noqa: E402
 
-__all__ = [
-    'nnUNetTrainerRAMP',
-    'nnUNetTrainerRAMPArtifact',
-    'nnUNetTrainerRAMPGeometric',
-    'nnUNetTrainerRAMPIntensity',
-    'nnUNetTrainerRAMPPlus',
-    'nnUNetTrainerRAMPPlus_Tiny',
-    'nnUNetTrainerRAMP_Tiny',
-    'nnUNetTrainer_Tiny',
-]
+__all__ = list(RAMP_TRAINERS)
 
 
 def ramp_stages(
