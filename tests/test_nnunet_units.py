@@ -331,3 +331,32 @@ def test_pip_uninstall_nnunetv2_removes_the_recorded_module(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert not (site / 'nnunetv2').exists()  # no namespace leftover
     assert not path.exists()
+
+
+def test_nnunet_ext_trainer_finds_the_ramp_trainers_where_its_search_works(tmp_path):
+    from torchio_ramp.nnunet.install import trainer_folder
+
+    if (trainer_folder() / SHIM_NAME).is_file():
+        pytest.skip('the trainer module is installed in nnU-Net: it would be found')
+    code = (
+        'from nnunetv2.utilities.find_objects import'
+        ' recursive_find_trainer_class_by_name as find\n'
+        "print(find('nnUNetTrainerRAMP').__module__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, '-c', code],
+        env={**os.environ, 'nnUNet_extTrainer': str(EXT_FOLDER)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    torchvision = subprocess.run(
+        [sys.executable, '-c', 'import torchvision'], capture_output=True, check=False
+    )
+    if torchvision.returncode == 0:  # nnU-Net's own mechanism, nothing written
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip().endswith('torchio_ramp.nnunet.trainers')
+    else:  # what `check` and `install` diagnose: the search fails first
+        assert done.returncode != 0
+        assert 'torchvision' in done.stderr
