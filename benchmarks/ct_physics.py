@@ -21,9 +21,9 @@ import time
 import torch
 
 from torchio_ramp.ct_physics import CT_PHYSICS_FAMILIES
-from torchio_ramp.phantoms import phantom_subject
 from torchio_ramp.families import FAMILIES
 from torchio_ramp.kernels import projector
+from torchio_ramp.phantoms import phantom_subject
 from torchio_ramp.transforms.normalization import normalize_window
 
 IMAGE_DOMAIN = ('gaussian_noise', 'blur')

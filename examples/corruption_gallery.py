@@ -26,9 +26,9 @@ from torchio_ramp import FAMILIES
 from torchio_ramp import SEVERITY_LEVELS
 from torchio_ramp import Corruption
 from torchio_ramp import CTNormalize
-from torchio_ramp.phantoms import phantom_subject
 from torchio_ramp.families import POOLS
 from torchio_ramp.families import check_families
+from torchio_ramp.phantoms import phantom_subject
 
 HERE = Path(__file__).resolve().parent
 
