@@ -40,6 +40,23 @@ RAMP_TRAINERS = (
 no nnU-Net import). They change the training augmentation (or schedule) and
 nothing else, so their models are stock nnU-Net models."""
 
+
+def package_version() -> str:
+    """torchio-ramp's installed version (recorded in checkpoints it writes).
+
+    Example:
+        >>> package_version().count('.') >= 1
+        True
+    """
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version
+
+    try:
+        return version('torchio-ramp')
+    except PackageNotFoundError:  # a source tree on sys.path, not installed
+        return 'unknown'
+
+
 EXTRA_HINT = (
     "nnU-Net v2 is not installed: pip install 'torchio-ramp[nnunet]' (or"
     " pip install -e '.[nnunet]' in a checkout)"

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
 from ..files import atomic_path
 from ..files import file_sha256
 from . import RAMP_TRAINERS
 from . import STOCK_TRAINER
+from . import package_version
 from .checkpoint import PROVENANCE_KEY
 from .checkpoint import load_checkpoint
 from .model_folder import check_model_folder
@@ -169,7 +169,7 @@ def export_model(
             **dict(loaded.get(PROVENANCE_KEY) or {}),
             'exported_from': source.name,
             'source_checkpoint_sha256': file_sha256(paths[fold]),
-            'exported_by': f'torchio-ramp {__version__}',
+            'exported_by': f'torchio-ramp {package_version()}',
         }
         (target / f'fold_{fold}').mkdir(exist_ok=True)
         with atomic_path(target / f'fold_{fold}' / checkpoint) as tmp:

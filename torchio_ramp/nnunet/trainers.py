@@ -64,7 +64,6 @@ from batchgeneratorsv2.transforms.utils.seg_to_regions import (  # noqa: E402
 )
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer  # noqa: E402
 
-from .. import __version__  # noqa: E402
 from ..batch import BatchRampCorrupt  # noqa: E402
 from ..files import atomic_path  # noqa: E402
 from ..pipelines import Ramp  # noqa: E402
@@ -74,6 +73,7 @@ from ..pipelines import RampSpatial  # noqa: E402
 from ..pipelines import strategy  # noqa: E402
 from . import RAMP_TRAINERS  # noqa: E402
 from . import STOCK_TRAINER  # noqa: E402
+from . import package_version  # noqa: E402
 from .augment import TorchIOStage  # noqa: E402
 from .augment import run_per_sample  # noqa: E402
 from .checkpoint import PROVENANCE_KEY  # noqa: E402
@@ -204,7 +204,7 @@ class PortableCheckpoints:
             'trainer_name': type(self).__name__,
             'ramp_strategy': getattr(self, 'ramp_strategy', 'baseline'),
             'ramp_window': list(getattr(self, 'ramp_window', DEFAULT_WINDOW)),
-            'torchio_ramp_version': __version__,
+            'torchio_ramp_version': package_version(),
         }
 
 
