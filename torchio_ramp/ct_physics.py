@@ -204,7 +204,13 @@ CT_PHYSICS_OPERATORS: tuple[Operator, ...] = (
                 doc='expected photons on the most attenuating reading',
             ),
         ),
-        options=(_ELECTRONIC, _PHOTONS, _CALIBRATE),
+        options=(
+            _ELECTRONIC,
+            _PHOTONS,
+            Option(
+                'calibrate', False, _boolean, "measure the scan's flux from its noise"
+            ),
+        ),
         summary='A tube output so low that the widest rays (shoulders, hips)'
         ' run dry: exact counts clipped at one, streaks along those rays.',
         reference='Hsieh 2009, Computed Tomography, ch. 7',

@@ -231,11 +231,12 @@ class Operator:
         """The label map of a ``tio.Subject`` if the kernel reads one, else ``None``.
 
         The subject's single :class:`torchio.LabelMap` (its data tensor, read
-        only by the kernel).
+        only by the kernel); ``None`` without one (a kernel that needs it says
+        so).
 
         Raises:
-            ValueError: The kernel reads labels and the subject has none, or
-                several (naming them).
+            ValueError: The kernel reads labels and the subject has several
+                label maps (naming them).
         """
         if not self.reads_labels:
             return None
@@ -246,11 +247,13 @@ class Operator:
             for name, image in subject.get_images_dict(intensity_only=False).items()
             if isinstance(image, tio.LabelMap)
         ]
-        if len(names) != 1:
-            found = f'{len(names)} ({", ".join(names)})' if names else 'none'
+        if not names:
+            return None
+        if len(names) > 1:
             message = (
                 f'Operator "{self.name}" reads the organs of the subject\'s label'
-                f' map and needs exactly one tio.LabelMap; found {found}'
+                f' map and needs one tio.LabelMap; found {len(names)}:'
+                f' {", ".join(names)}'
             )
             raise ValueError(message)
         return subject[names[0]].data

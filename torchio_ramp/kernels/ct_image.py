@@ -25,6 +25,7 @@ import torch
 
 from ..labels import CLASS_IDS
 from .base import batched
+from .ct_geometry import HU_FLOOR
 from .ct_geometry import SOFT_TISSUE_MTF50
 from .ct_geometry import AxialSlices
 
@@ -101,7 +102,7 @@ def reconstruction_kernel(
     gain = kernel_gain(radial, mtf50, native_mtf50)
     filtered = torch.fft.irfft2(torch.fft.rfft2(padded) * gain, s=(rows, cols))
     out = filtered[:, pad : pad + height, pad : pad + width].permute(1, 2, 0)
-    return slices.volume(out.contiguous()).to(x.dtype)
+    return slices.volume(out.contiguous()).to(x.dtype).clamp_(min=HU_FLOOR)
 
 
 ENHANCEMENT: dict[str, tuple[tuple[float, float], ...]] = {

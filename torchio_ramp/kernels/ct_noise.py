@@ -282,27 +282,49 @@ def _dose_noise(
 
     Yu et al.'s added variance per reading for a dose fraction ``a`` of a scan
     with ``I0`` incident photons and electronic noise ``s_e``:
-    ``(1 - a) / a * e^p / I0 + (1 - a^2) / a^2 * s_e^2 (e^p / I0)^2``.
+    ``(1 - a) / a * e^p / I0 + (1 - a^2) / a^2 * s_e^2 (e^p / I0)^2``. With
+    ``calibrate`` the full-dose quantum noise of up to
+    :data:`CALIBRATION_SLICES` slices is reconstructed in the same
+    back-projection (extra columns) and measured against the scan's own
+    (:func:`calibrated_scale` does the same on its own); FBP is linear, so the
+    added noise is then scaled by the square root of the variance ratio.
     """
     slices = AxialSlices.of(x, spacing, slice_axis)
     plan = simulation(slices.size, slices.spacing, str(x.device))
     columns = slices.columns(x)
     p = plan.project(hu_to_mu(columns))  # coarse sinogram (A', L', S)
+    count = slices.count
     fraction = dose(p, plan).to(x.device)  # (A, S) on the fine views, in (0, 1]
-    scale = 1.0
+    picks = torch.zeros(0, dtype=torch.long)
+    native = math.nan
     if calibrate:
-        scale = calibrated_scale(columns, plan, p, slices.thickness, photons, generator)
+        native, uniform = scan_noise(columns)
+        if math.isfinite(native) and native >= MIN_NOISE:
+            picks = _calibration_slices(uniform)
+    sources = torch.cat([p, p.index_select(2, picks.to(p.device))], dim=2)
     electronic_variance = electronic**2 * readings(plan.fine, slices.thickness)
 
     def variance(chunk: slice) -> torch.Tensor:
-        t = _transmission(plan, p, slices.thickness, photons, chunk)
-        a = fraction[:, None, chunk]
-        quantum = t * ((1 - a) / a)
-        electronic_part = (1 - a.square()) / a.square() * electronic_variance
-        return quantum.addcmul_(t.square(), electronic_part).mul_(scale)
+        t = _transmission(plan, sources, slices.thickness, photons, chunk)
+        stop = min(chunk.stop, count)
+        if chunk.start >= stop:  # calibration columns only: full-dose quantum
+            return t
+        own = slice(0, stop - chunk.start)
+        a = fraction[:, None, chunk.start : stop]
+        main = t[..., own]
+        electronic_part = main.square().mul_((1 - a.square()) / a.square())
+        main.mul_((1 - a) / a).add_(electronic_part, alpha=electronic_variance)
+        return t
 
-    noise = _noise_image(plan, variance, slices.count, generator, x.device)
-    return add_artifact(x, slices, noise)
+    noise = _noise_image(plan, variance, sources.shape[-1], generator, x.device)
+    added = noise[..., :count]
+    if picks.numel():
+        simulated = noise[..., count:] * (1000 / MU_WATER)
+        windows = uniform.index_select(0, picks.to(uniform.device))
+        measured = noise_level(simulated, windows)
+        if math.isfinite(measured) and measured > 0:
+            added *= native / measured
+    return add_artifact(x, slices, added)
 
 
 def _check_dose(dose: float) -> None:
@@ -463,7 +485,7 @@ def photon_starvation(
     counts: float,
     electronic: float = DEFAULT_ELECTRONIC,
     photons: float = DEFAULT_PHOTONS,
-    calibrate: bool = True,
+    calibrate: bool = False,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     slice_axis: int = 2,
     generator: torch.Generator | None = None,
@@ -488,7 +510,9 @@ def photon_starvation(
         electronic: Electronic noise std in counts per reference reading.
         photons: Incident photons per view per mm^2 of the scan itself, when
             not calibrated.
-        calibrate: Measure the scan's own flux from its noise.
+        calibrate: Measure the scan's own flux from its noise (one more
+            back-projection of a few slices; without it the scan's flux is
+            ``photons``).
         spacing: Voxel spacing in mm.
         slice_axis: Voxel axis across the axial slices.
         generator: Source of the noise.

@@ -133,7 +133,8 @@ def ring(
     """Ring artifacts from per-detector-element gain errors.
 
     A gain error ``g_k`` of element ``k`` offsets its attenuation by
-    ``-ln(g_k)`` in every view; the FBP of that sinogram is a set of rings
+    ``-ln(g_k)`` in every view of a full rotation (seen at ``t`` and, half a
+    turn later, at ``-t``); the FBP of that sinogram is a set of full rings
     centred on the rotation axis at the elements' radii (:func:`ring_image`).
     The ring image is scaled so its largest magnitude is ``amplitude`` HU and
     is the same in every slice (a miscalibrated detector column).
@@ -159,7 +160,9 @@ def ring(
     elements, errors = ring_elements(beam, fraction, generator)
     row = torch.zeros(beam.bins)
     row[elements] = errors
-    rings = ring_image(beam, row)
+    # a 360-degree scan reads each element at t and (rotated by pi) at -t:
+    # the redundant rays are averaged, every element draws a full ring
+    rings = ring_image(beam, (row + row.flip(0)) / 2)
     rings *= amplitude / rings.abs().max().clamp(min=1e-12)
     columns = rings[:, :, None].expand(*slices.size, slices.count).to(x.device)
     return (x + slices.volume(columns).to(x.dtype)).clamp_(min=HU_FLOOR)
@@ -182,12 +185,13 @@ def cupping_per_strength() -> float:
     coordinates = (torch.arange(size) - (size - 1) / 2) * spacing
     radius = torch.hypot(*torch.meshgrid(coordinates, coordinates, indexing='ij'))
     water = torch.where(radius <= REFERENCE_DIAMETER / 2, 0.0, -1000.0)
-    out = _hardened(water[None, :, :, None], 1.0, 0.0, 200.0, (spacing,) * 3, 2)
+    probe = 1e-3  # small: the result stays far from the HU floor, where it is linear
+    out = _hardened(water[None, :, :, None], probe, 0.0, 200.0, (spacing,) * 3, 2)
     half = REFERENCE_DIAMETER / 2
     rim = (radius >= 0.8 * half) & (radius <= 0.9 * half)
     centre = radius <= 0.1 * half
     image = out[0, :, :, 0]
-    return float(image[rim].mean() - image[centre].mean())
+    return float(image[rim].mean() - image[centre].mean()) / probe
 
 
 def _hardened(x, strength, bone_weight, bone_threshold, spacing, slice_axis):
