@@ -548,12 +548,12 @@ def photon_starvation(
     for chunk in _chunks(plan, slices.count):
         fine_p = plan.to_fine_detector(p[..., chunk])
         flux = incident(plan.fine, slices.thickness, 1.0).to(p.device)[:, None]
-        mean = torch.exp(-fine_p).mul_(flux * starved)  # expected counts
-        native = torch.exp(-fine_p).mul_(flux * photons)
-        # Gaussian: the variance of the log the scan does not have yet
-        extra = (1 / mean - 1 / native).clamp_(min=0)
-        extra += electronic_variance / mean.square()
+        mean = fine_p.neg_().exp_().mul_(flux * starved)  # expected counts
+        # Gaussian: the variance of the log the scan (at ``photons``) lacks
+        extra = mean.reciprocal().mul_(max(0.0, 1 - starved / photons))
+        extra.addcdiv_(torch.full_like(mean, electronic_variance), mean.square())
         error = randn(mean, generator).mul_(extra.mul_(native_scale).sqrt_())
+        del extra
         exact = mean < STARVED_COUNTS
         if bool(exact.any()):
             rates = mean[exact].to(device)
