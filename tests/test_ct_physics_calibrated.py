@@ -11,10 +11,7 @@ tests that need them skip without it.
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -312,15 +309,9 @@ def test_a_clinical_volume_goes_through_every_family_within_one_gib():
     # peak resident memory of the call measured by the kernel of Linux
     if not Path('/proc/self/clear_refs').exists():
         pytest.skip('needs Linux /proc to measure peak memory')
-    script = ROOT / 'tests' / 'ct_physics_memory.py'
-    done = subprocess.run(
-        [sys.executable, str(script), '512', '64', '2'],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=1800,
-    )
-    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    from tests.ct_physics_memory import run
+
+    rows = run(512, 64, threads=2, timeout=3600)
     assert [row['family'] for row in rows] == [
         *tr.families.POOLS['ct_physics'],
         'limited_angle',
