@@ -88,8 +88,8 @@ def polychromatic(lengths: dict[str, torch.Tensor]) -> torch.Tensor:
     """``-ln`` of the detected fraction through ``lengths`` (mm of each material).
 
     Example:
-        >>> p = polychromatic({'water': torch.tensor([0.0, 200.0])})
-        >>> round(float(p[0]), 6), bool(p[1] < 200 * 0.0194)  # hardened
+        >>> p = polychromatic({'water': torch.tensor([0.0, 100.0, 200.0])})
+        >>> round(float(p[0]), 6), bool(p[2] < 2 * p[1])  # the beam hardens
         (0.0, True)
     """
     first = next(iter(lengths.values()))

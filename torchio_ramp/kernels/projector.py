@@ -493,7 +493,7 @@ def filter_response(
 
     Example:
         >>> response = filter_response(64, 'ramp', 1.0, None, 'cpu')
-        >>> response.shape, round(float(response[-1]), 3)  # 1/(2 dt) at Nyquist
+        >>> response.shape, round(float(response[-1]), 2)  # ~1/(2 dt) at Nyquist
         (torch.Size([33]), 0.5)
     """
     if name not in FILTERS:

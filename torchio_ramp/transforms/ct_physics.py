@@ -54,5 +54,13 @@ class RandomContrastPhase(RandomCorruption, operator='contrast_phase'):
     """Bring the organs to a random time after contrast injection."""
 
 
+# its example needs the organs: a label map in the subject
+RandomContrastPhase.__doc__ = RandomContrastPhase.__doc__.replace(
+    '    >>> subject = tio.Subject(ct=ct)',
+    '    >>> organs = tio.LabelMap(tensor=(ct.data > 0).to(torch.uint8))\n'
+    '    >>> subject = tio.Subject(ct=ct, organs=organs)',
+)
+
+
 class RandomLimitedAngle(RandomCorruption, operator='limited_angle'):
     """Reconstruct without a random wedge of views."""
