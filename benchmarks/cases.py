@@ -29,10 +29,10 @@ from torchio_ramp import LateralityFlip
 from torchio_ramp import Ramp
 from torchio_ramp import RampCorrupt
 from torchio_ramp import kernels
-from torchio_ramp.phantoms import make_phantom
 from torchio_ramp.families import FAMILIES
 from torchio_ramp.intensity_ops import INTENSITY_OPERATIONS
 from torchio_ramp.operators import Operator
+from torchio_ramp.phantoms import make_phantom
 
 HU_WINDOW = (-200.0, 300.0)
 ELASTIC = {'alpha': 80.0, 'sigma': 10.0}

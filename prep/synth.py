@@ -16,10 +16,10 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from torchio_ramp.phantoms import Phantom
-from torchio_ramp.phantoms import make_phantom
 from torchio_ramp.labels import ABDOMENCT1K_SOURCE_NAMES
 from torchio_ramp.labels import TOTALSEG_STRUCTURES
+from torchio_ramp.phantoms import Phantom
+from torchio_ramp.phantoms import make_phantom
 
 from .errors import PrepError
 from .errors import describe_os_error

@@ -12,13 +12,13 @@ import torchio as tio
 
 from ramp_prep.convert import prepare
 from torchio_ramp import datasets
-from torchio_ramp.phantoms import HU
 from torchio_ramp.datasets import load_split
-from torchio_ramp.phantoms import make_phantom
-from torchio_ramp.phantoms import phantom_subject
 from torchio_ramp.datasets import read_dataset_info
 from torchio_ramp.labels import TOTALSEG_STRUCTURES
 from torchio_ramp.labels import merge_totalseg_masks
+from torchio_ramp.phantoms import HU
+from torchio_ramp.phantoms import make_phantom
+from torchio_ramp.phantoms import phantom_subject
 
 from .prep_fixtures import make_totalseg
 

@@ -18,12 +18,12 @@ import torch
 
 from tests.prep_fixtures import invoke_cli
 from tests.prep_fixtures import prepare_phantoms
+from torchio_ramp.inference import OutputContract
+from torchio_ramp.inference import make_predictor
+from torchio_ramp.model_files import load_model
 from torchio_ramp.stress.cli import main
-from torchio_ramp.stress.predictors import load_model
-from torchio_ramp.stress.predictors import make_predictor
 from torchio_ramp.stress.protocol import StressProtocol
 from torchio_ramp.stress.runner import ModelError
-from torchio_ramp.stress.runner import OutputContract
 from torchio_ramp.stress.runner import run_stress_test
 
 pytestmark = pytest.mark.filterwarnings('ignore:`torch.jit:DeprecationWarning')

@@ -15,10 +15,10 @@ from click.testing import CliRunner
 
 from tests.prep_fixtures import prepare_phantoms
 from torchio_ramp.stress.cli import main
-from torchio_ramp.stress.html import to_html
-from torchio_ramp.stress.pictures import load_worst
 from torchio_ramp.stress.protocol import StressProtocol
+from torchio_ramp.stress.report.html import to_html
 from torchio_ramp.stress.runner import run_stress_test
+from torchio_ramp.stress.worst import load_worst
 
 CHROMIUM = Path('/usr/bin/chromium')
 PROTOCOL = StressProtocol(families=['gaussian_noise', 'ghosting'], levels=[0.1, 0.25])

@@ -93,3 +93,26 @@ def test_the_run_is_announced_in_one_line(setup, tmp_path):
         ' + clean (paired v2 severity protocol), HU window (-200.0, 300.0),'
         ' patch (8, 8, 8), overlap (4, 4, 4), device cpu'
     ]
+
+
+def test_the_header_records_what_earlier_versions_recorded(setup, tmp_path):
+    # Results written before the run specification resume after it: the
+    # binding arguments have the same names, the session the same facts.
+    data, model = setup
+    stress_test_model(model, data, tmp_path / 'run', batch_size=3, **GRID)
+    document = json.loads((tmp_path / 'run' / 'results.json').read_text())
+    arguments = document['arguments']
+    assert set(arguments) == {
+        'name', 'model', 'model_sha256', 'patch_size', 'overlap', 'amp',
+        'num_classes', 'strategy', 'families', 'levels', 'seed', 'hu_range',
+        'protocol', 'protocol_version', 'split', 'data_sha256',
+    }  # fmt: skip
+    assert arguments['patch_size'] == [8, 8, 8] and arguments['overlap'] == [4, 4, 4]
+    assert arguments['amp'] is False and arguments['name'] == 'nearest'
+    assert arguments['families'] == ['stripe'] and arguments['hu_range'] == [-200, 300]
+    session = document['sessions'][0]
+    assert set(session) == {
+        'started', 'data', 'tool_version', 'torch', 'torchio', 'host',
+        'model_path', 'sidecar', 'device', 'aggregation_device', 'batch_size',
+    }  # fmt: skip
+    assert session['batch_size'] == 3 and session['device'] == 'cpu'

@@ -19,10 +19,10 @@ import torch
 from click.testing import CliRunner
 
 from tests.prep_fixtures import prepare_phantoms
+from torchio_ramp.model_files import load_model
+from torchio_ramp.model_files import load_model_file
+from torchio_ramp.model_files import model_format
 from torchio_ramp.stress.cli import main
-from torchio_ramp.stress.loaders import load_model_file
-from torchio_ramp.stress.loaders import model_format
-from torchio_ramp.stress.predictors import load_model
 from torchio_ramp.stress.store import load_results
 
 pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning')

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from torchio_ramp.stress.metrics import EXACT_MAX_SUBJECTS
-from torchio_ramp.stress.metrics import bootstrap_indices
-from torchio_ramp.stress.metrics import corruption_error
-from torchio_ramp.stress.metrics import dice_per_class
-from torchio_ramp.stress.metrics import overlap_counts
-from torchio_ramp.stress.metrics import paired_test
-from torchio_ramp.stress.metrics import pooled_mean
-from torchio_ramp.stress.metrics import robustness
-from torchio_ramp.stress.metrics import subject_dice
+from torchio_ramp.metrics import dice_per_class
+from torchio_ramp.metrics import overlap_counts
+from torchio_ramp.metrics import subject_dice
+from torchio_ramp.stress.statistics import EXACT_MAX_SUBJECTS
+from torchio_ramp.stress.statistics import bootstrap_indices
+from torchio_ramp.stress.statistics import corruption_error
+from torchio_ramp.stress.statistics import paired_test
+from torchio_ramp.stress.statistics import pooled_mean
+from torchio_ramp.stress.statistics import robustness
 
 NAN = math.nan
 

@@ -12,9 +12,9 @@ import torchio as tio
 from click.testing import CliRunner
 
 from tests.prep_fixtures import prepare_phantoms
-from torchio_ramp.phantoms import phantom_subject
 from torchio_ramp.families import FAMILIES
 from torchio_ramp.families import FAMILY_NAMES
+from torchio_ramp.phantoms import phantom_subject
 from torchio_ramp.stress.cli import main
 from torchio_ramp.stress.compare import compare
 from torchio_ramp.stress.protocol import Setting

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from torchio_ramp.stress.predictors import check_output
-from torchio_ramp.stress.predictors import default_overlap
-from torchio_ramp.stress.predictors import find_sidecar
-from torchio_ramp.stress.predictors import load_model
-from torchio_ramp.stress.predictors import make_predictor
-from torchio_ramp.stress.predictors import read_model_config
+from torchio_ramp.inference import check_output
+from torchio_ramp.inference import default_overlap
+from torchio_ramp.inference import make_predictor
+from torchio_ramp.model_files import find_sidecar
+from torchio_ramp.model_files import load_model
+from torchio_ramp.model_files import read_model_config
 
 FACTORY = f'{__name__}:make_network'
 

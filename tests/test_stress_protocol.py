@@ -11,11 +11,11 @@ import torchio as tio
 
 from torchio_ramp import Corruption
 from torchio_ramp import CTNormalize
-from torchio_ramp.phantoms import phantom_subject
 from torchio_ramp.families import FAMILY_NAMES
 from torchio_ramp.families import PAPER_FAMILIES
 from torchio_ramp.labels import CLASS_NAMES
 from torchio_ramp.operators import SEVERITY_LEVELS
+from torchio_ramp.phantoms import phantom_subject
 from torchio_ramp.stress.protocol import Setting
 from torchio_ramp.stress.protocol import StressProtocol
 from torchio_ramp.stress.protocol import setting_seed

@@ -12,8 +12,8 @@ from torchio_ramp import RandomLocalContrast
 from torchio_ramp.arguments import parse_size
 from torchio_ramp.arguments import resolve_device
 from torchio_ramp.inference import SlidingWindowPredictor
+from torchio_ramp.model_files import parse_patch_size
 from torchio_ramp.stress.cli import main as ramp_stress
-from torchio_ramp.stress.predictors import parse_patch_size
 from torchio_ramp.training import DistributedContext
 from torchio_ramp.training import TrainingConfig
 from torchio_ramp.training import resolve_device as training_device

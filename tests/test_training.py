@@ -15,11 +15,11 @@ from click.testing import CliRunner
 from ramp_prep.cli import main as ramp_prep
 from torchio_ramp.datasets import load_split
 from torchio_ramp.labels import CLASS_NAMES
+from torchio_ramp.model_files import load_model
 from torchio_ramp.models import UNet3d
 from torchio_ramp.models import check_patch_size
 from torchio_ramp.models import unet3d_tiny
 from torchio_ramp.pipelines import STRATEGIES
-from torchio_ramp.stress.predictors import load_model
 from torchio_ramp.training import DiceCELoss
 from torchio_ramp.training import TrainingConfig
 from torchio_ramp.training import evaluate

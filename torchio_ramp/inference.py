@@ -1,12 +1,20 @@
 """Whole-volume inference by sliding windows with TorchIO's grid sampler.
 
-Used by validation during training and by the stress test. A predictor is any
-callable ``image (C, D, H, W) float tensor in [0, 1] -> label map (D, H, W)``;
-:class:`SlidingWindowPredictor` builds one from a segmentation network.
+Used by validation during training, by the stress test and by the examples. A
+*predictor* is any callable ``image (C, D, H, W) float tensor in [0, 1] ->
+label map (D, H, W)``; :class:`SlidingWindowPredictor` builds one from a
+segmentation network, with the defaults every tool shares
+(:func:`default_overlap`: half the patch; :func:`make_predictor`).
+
+The network's side of the contract is checked here too: :func:`check_output`
+probes a network once with a blank patch (its number of classes), and
+:class:`OutputContract` checks every batch of logits during a run (shape,
+channels, finite values), raising :class:`ModelOutputError`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Sequence
 from contextlib import nullcontext
 
@@ -14,6 +22,9 @@ import torch
 import torchio as tio
 
 from .arguments import parse_size
+
+Predictor = Callable[[torch.Tensor], torch.Tensor]
+"""``image (C, D, H, W) float in [0, 1] -> label map (D, H, W), integer``."""
 
 
 def hann_window(patch_size: Sequence[int]) -> torch.Tensor:
@@ -163,3 +174,165 @@ class SlidingWindowPredictor:
             message = f'image must have shape (C, D, H, W), not {tuple(image.shape)}'
             raise ValueError(message)
         return self.logits(image).argmax(dim=0).cpu()
+
+
+def default_overlap(patch_size: Sequence[int]) -> tuple[int, int, int]:
+    """Half the patch per axis, rounded down to an even number.
+
+    The overlap of validation during training and of ``ramp-stress run``.
+
+    Example:
+        >>> default_overlap((96, 96, 25))
+        (48, 48, 12)
+    """
+    values = [(p // 2) // 2 * 2 for p in patch_size]
+    return (values[0], values[1], values[2])
+
+
+def make_predictor(
+    module: torch.nn.Module,
+    patch_size: int | Sequence[int],
+    *,
+    overlap: int | Sequence[int] | None = None,
+    batch_size: int = 2,
+    device: str | torch.device | None = None,
+    amp: bool = False,
+    aggregation_device: str | torch.device = 'cpu',
+) -> SlidingWindowPredictor:
+    """Sliding-window predictor over ``module`` with the shared defaults.
+
+    Args:
+        module: Network mapping ``(B, 1, *patch)`` to logits.
+        patch_size: Patch size in voxels (one int or three).
+        overlap: Overlap in voxels (default: :func:`default_overlap`).
+        batch_size: Patches per forward pass.
+        device: Device of the forward pass (default: the module's).
+        amp: bfloat16 automatic mixed precision (CUDA only).
+        aggregation_device: Device of the blended output volume (default: the
+            CPU, so a GPU holds only a batch of patches).
+
+    Example:
+        >>> predict = make_predictor(torch.nn.Conv3d(1, 6, 1), (8, 8, 8))
+        >>> predict(torch.rand(1, 10, 9, 8)).shape
+        torch.Size([10, 9, 8])
+    """
+    patch_size = parse_size(patch_size, 'patch_size')
+    if overlap is None:
+        overlap = default_overlap(patch_size)
+    return SlidingWindowPredictor(
+        module,
+        patch_size=patch_size,
+        overlap=overlap,
+        batch_size=batch_size,
+        device=device,
+        amp=amp,
+        aggregation_device=aggregation_device,
+    )
+
+
+def check_output(
+    module: torch.nn.Module,
+    patch_size: Sequence[int],
+    *,
+    in_channels: int = 1,
+    num_classes: int | None = None,
+    device: str | torch.device = 'cpu',
+    name: str = 'the model',
+) -> int:
+    """Run one blank patch through ``module`` and return its number of classes.
+
+    Raises:
+        ValueError: If the forward pass fails, the output is not
+            ``(1, K, *patch_size)`` logits, or ``K`` differs from
+            ``num_classes``; the message names ``name``.
+
+    Example:
+        >>> check_output(torch.nn.Conv3d(1, 6, 1), (8, 8, 8))
+        6
+    """
+    patch = torch.zeros(1, in_channels, *patch_size, device=device)
+    try:
+        with torch.no_grad():
+            output = module(patch)
+    except Exception as error:  # any failure of user code: say where it happened
+        message = (
+            f'{name} failed on a blank (1, {in_channels}, {", ".join(map(str, patch_size))})'  # noqa: E501
+            f' patch: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ""}'  # noqa: E501
+        )
+        raise ValueError(message) from error
+    if not isinstance(output, torch.Tensor):
+        raise ValueError(f'{name} returned {type(output).__name__}, not a tensor')
+    shape = tuple(output.shape)
+    if len(shape) != 5 or shape[0] != 1 or shape[2:] != tuple(patch_size):
+        message = (
+            f'{name} maps a (1, {in_channels}, *{tuple(patch_size)}) patch to shape'
+            f' {shape}; expected logits (1, K, *{tuple(patch_size)})'
+        )
+        raise ValueError(message)
+    if num_classes is not None and shape[1] != num_classes:
+        message = (
+            f'{name} outputs {shape[1]} channels but its sidecar says num_classes'
+            f' = {num_classes}'
+        )
+        raise ValueError(message)
+    return shape[1]
+
+
+class ModelOutputError(ValueError):
+    """The model's output breaks the contract (shape, channels, finite logits)."""
+
+
+class OutputContract(torch.nn.Module):
+    """Wrap a network so every forward pass checks its logits.
+
+    The output must be a ``(B, K, *patch)`` tensor with ``K == num_classes``
+    and only finite values (one :func:`torch.aminmax` reduction per batch of
+    patches). NaN logits would otherwise be argmaxed to background and
+    scored as a real, low Dice.
+
+    Args:
+        module: The network.
+        num_classes: Output channels expected (background included).
+
+    Example:
+        >>> net = OutputContract(torch.nn.Conv3d(1, 6, 1), num_classes=6)
+        >>> net(torch.zeros(1, 1, 4, 4, 4)).shape
+        torch.Size([1, 6, 4, 4, 4])
+        >>> OutputContract(torch.nn.Conv3d(1, 3, 1), 6)(torch.zeros(1, 1, 4, 4, 4))
+        Traceback (most recent call last):
+        ...
+        torchio_ramp.inference.ModelOutputError: the model returned 3 channels but the dataset has 6 classes (background included)
+    """  # noqa: E501
+
+    def __init__(self, module: torch.nn.Module, num_classes: int):
+        super().__init__()
+        self.module = module
+        self.num_classes = int(num_classes)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        output = self.module(patches)
+        if not isinstance(output, torch.Tensor):
+            message = f'the model returned {type(output).__name__}, not a tensor'
+            raise ModelOutputError(message)
+        shape = tuple(output.shape)
+        if len(shape) != 5 or shape[0] != patches.shape[0]:
+            message = (
+                f'the model returned shape {shape} for patches of shape'
+                f' {tuple(patches.shape)}; expected logits (B, K, D, H, W)'
+            )
+            raise ModelOutputError(message)
+        if shape[1] != self.num_classes:
+            message = (
+                f'the model returned {shape[1]} channels but the dataset has'
+                f' {self.num_classes} classes (background included)'
+            )
+            raise ModelOutputError(message)
+        low, high = torch.aminmax(output.detach())
+        if not bool(torch.isfinite(low) & torch.isfinite(high)):
+            bad = int((~torch.isfinite(output.detach())).sum())
+            message = (
+                f'the model returned non-finite logits (NaN or Inf in {bad} of'
+                f' {output.numel()} values)'
+            )
+            raise ModelOutputError(message)
+        return output

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..stress.store import file_sha256
+from ..files import file_sha256
 from ..transforms.normalization import normalize_window
 from . import require_nnunetv2
 from .domain import DEFAULT_WINDOW

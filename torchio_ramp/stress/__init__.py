@@ -1,6 +1,22 @@
 """Pre-deployment robustness stress test (paper sections 2.5 and 3.5).
 
-Every metric is defined once, in :mod:`torchio_ramp.stress.metrics`.
+The stress wing, by job: :mod:`~torchio_ramp.stress.protocol` (the settings
+and how each corrupted volume is made), :mod:`~torchio_ramp.stress.spec` (the
+run specification: every option of a run, declared once),
+:mod:`~torchio_ramp.stress.runner` (every subject under every setting),
+:mod:`~torchio_ramp.stress.api` (a model file or an nnU-Net folder, as
+``ramp-stress run``), :mod:`~torchio_ramp.stress.store` (results files,
+resume, shards), :mod:`~torchio_ramp.stress.worst` (failure pictures kept
+during a run), :mod:`~torchio_ramp.stress.results` and
+:mod:`~torchio_ramp.stress.statistics` (the numbers over a test set),
+:mod:`~torchio_ramp.stress.compare` (several models),
+:mod:`~torchio_ramp.stress.gate` (pass/fail requirements),
+:mod:`~torchio_ramp.stress.units` (severities in HU and mm),
+:mod:`~torchio_ramp.stress.report` (Markdown, figures, pictures, HTML) and
+:mod:`~torchio_ramp.stress.cli` (``ramp-stress``). The per-volume metrics,
+sliding-window inference and model files it uses are shared with training, one
+floor down: :mod:`torchio_ramp.metrics`, :mod:`torchio_ramp.inference`,
+:mod:`torchio_ramp.model_files`.
 
 Example:
     >>> import torch
@@ -14,17 +30,15 @@ Example:
     (15, {1.0})
 """
 
+from ..inference import make_predictor
+from ..metrics import dice_per_class
+from ..metrics import overlap_counts
+from ..metrics import subject_dice
+from ..model_files import load_model
+from ..model_files import read_model_config
 from .api import stress_test_model
 from .api import stress_test_nnunet
 from .compare import compare
-from .metrics import dice_per_class
-from .metrics import overlap_counts
-from .metrics import paired_test
-from .metrics import robustness
-from .metrics import subject_dice
-from .predictors import load_model
-from .predictors import make_predictor
-from .predictors import read_model_config
 from .protocol import Setting
 from .protocol import StressProtocol
 from .protocol import setting_seed
@@ -34,10 +48,14 @@ from .results import summarize
 from .runner import evaluate_subject
 from .runner import results_from_rows
 from .runner import run_stress_test
+from .spec import RunSpec
+from .statistics import paired_test
+from .statistics import robustness
 from .store import load_results
 from .store import merge_shards
 
 __all__ = [
+    'RunSpec',
     'Setting',
     'StressProtocol',
     'StressResults',

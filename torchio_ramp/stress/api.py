@@ -1,7 +1,9 @@
 """Stress-test a saved model from Python exactly as ``ramp-stress run`` does.
 
-:func:`stress_test_model` is the body of ``ramp-stress run``: it loads the
-model (any format of :func:`~torchio_ramp.stress.predictors.load_model`),
+:func:`stress_test_model` and :func:`stress_test_nnunet` build the run's
+:class:`~torchio_ramp.stress.spec.RunSpec` from their keywords (the same
+options, names and defaults as the command's) and :func:`run` runs it: it
+loads the model (any format of :func:`~torchio_ramp.model_files.load_model`),
 reads its sidecar, checks its output, builds the sliding-window predictor and
 the protocol, and records the same arguments in the results header. A results
 folder made by the command can therefore be resumed from Python and the other
@@ -13,7 +15,7 @@ match the command's.)
 from __future__ import annotations
 
 from collections.abc import Callable
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,46 +24,33 @@ import torch
 from ..arguments import check_device
 from ..arguments import resolve_device
 from ..datasets import read_dataset_info
-from ..operators import SEVERITY_LEVELS
-from .predictors import check_output
-from .predictors import default_overlap
-from .predictors import load_model
-from .predictors import make_predictor
-from .protocol import DEFAULT_PROTOCOL
-from .protocol import StressProtocol
+from ..inference import OutputContract
+from ..inference import Predictor
+from ..inference import check_output
+from ..inference import default_overlap
+from ..inference import make_predictor
+from ..model_files import load_model
 from .protocol import describe_protocol
-from .runner import OutputContract
-from .runner import Predictor
 from .runner import RunOutcome
 from .runner import dataset_classes
+from .runner import execute
 from .runner import expected_channels
-from .runner import run_stress_test
+from .spec import MODEL
+from .spec import NNUNET
+from .spec import RunSpec
+from .spec import api
+
+Announce = Callable[[str], None]
 
 
+@api(MODEL, ['model', 'data', 'out'])
 def stress_test_model(
     model: str | Path,
     data: str | Path,
     out: str | Path,
     *,
-    weights: str | Path | None = None,
-    split: str = 'test',
-    families: Sequence[str] | None = None,
-    levels: Sequence[float] | None = None,
-    seed: int = 0,
-    protocol: str = DEFAULT_PROTOCOL,
-    name: str | None = None,
-    hu_range: Sequence[float] | None = None,
-    patch_size: Sequence[int] | None = None,
-    overlap: Sequence[int] | None = None,
-    batch_size: int = 2,
-    device: str | None = None,
-    amp: bool = False,
-    aggregation_device: str = 'cpu',
-    shard: tuple[int, int] | None = None,
-    save_worst: int = 0,
-    progress: bool = False,
-    verify: str | None = None,
-    announce: Callable[[str], None] | None = None,
+    announce: Announce | None = None,
+    **options: Any,
 ) -> RunOutcome:
     """Stress-test a model file on a prepared dataset (``ramp-stress run``).
 
@@ -70,38 +59,24 @@ def stress_test_model(
             ``package.module:factory``.
         data: Folder prepared by ``ramp-prep``.
         out: Results folder (resumed if it holds the same run).
-        weights: ``state_dict`` file, with ``module:factory``.
-        split: ``'test'``, ``'val'``, ``'train'`` or ``'all'``.
-        families: Corruption families (default: the paper's pool).
-        levels: Severity levels (default: the paper's five).
-        seed: Base seed of the corrupted volumes.
-        protocol: Severity protocol, ``'paired'`` or ``'independent'``.
-        name: Model name (default: the file's stem, or the run folder's
-            name for a training run's ``best.pt2`` / ``best.pt``).
-        hu_range: HU window (default: the model's sidecar).
-        patch_size: Sliding-window patch (default: the sidecar).
-        overlap: Patch overlap in voxels (default: half the patch).
-        batch_size: Patches per forward pass.
-        device: Inference device (default ``'auto'``: see
-            :func:`~torchio_ramp.arguments.resolve_device`).
-        amp: bfloat16 autocast (CUDA only).
-        aggregation_device: Device of the blended output volume (default the
-            CPU: with a CUDA ``device`` only a batch of patches is on the GPU).
-        shard: ``(index, count)`` or ``None``.
-        save_worst: Failure pictures of the worst subjects per family.
-        progress: Show progress bars.
-        verify: How the split's files are checked against ``manifest.csv``
-            (``'sha256'`` or ``'size'``, see :mod:`torchio_ramp.integrity`).
+        {options}
         announce: Called with a one-line description of the run.
 
+    The HU window and the patch size default to the model's sidecar, the
+    overlap to half the patch, the device to ``'auto'`` (see
+    :func:`~torchio_ramp.arguments.resolve_device`), the name to the file's
+    stem (or the run folder's name for a training run's ``best.pt2`` /
+    ``best.pt``); ``shard`` is ``(index, count)`` or ``None``.
+
     Returns:
-        What :func:`~torchio_ramp.stress.runner.run_stress_test` did.
+        What :func:`~torchio_ramp.stress.runner.execute` did.
 
     Raises:
         FileNotFoundError: If the model, weights or dataset is missing.
         ValueError: If an argument, the sidecar or the model's output is
             wrong (e.g. its channels are not the dataset's classes), or
             ``out`` holds another run (the message names it).
+        TypeError: If a keyword is not an option of this function.
         ~torchio_ramp.stress.runner.ModelError: If the model fails or
             returns non-finite logits during the run (naming the subject
             and setting).
@@ -111,113 +86,18 @@ def stress_test_model(
         >>> outcome.summary  # doctest: +SKIP
         PosixPath('results/ramp/summary.json')
     """  # noqa: E501
-    device = str(resolve_device(device))
-    aggregation_device = str(check_device(aggregation_device, 'aggregation_device'))
-    info = read_dataset_info(data)
-    channels = expected_channels(dataset_classes(info))
-    loaded = load_model(model, weights, device=device)
-    config = loaded.config
-    where = f' or add it to the sidecar {loaded.path.with_suffix(".json")}'
-    if hu_range is None:
-        if config.hu_range is None:
-            raise ValueError(
-                f'the HU window of {loaded.path} is unknown: pass --hu-range LOW'
-                f' HIGH (the one used in training){where}'
-            )
-        hu_range = config.hu_range
-    if patch_size is None:
-        if config.patch_size is None:
-            raise ValueError(
-                f'the patch size of {loaded.path} is unknown: pass --patch-size'
-                f' N{where}'
-            )
-        patch_size = config.patch_size
-    patch_size = tuple(patch_size)
-    overlap = tuple(overlap or default_overlap(patch_size))
-    num_classes = check_output(
-        loaded.module,
-        patch_size,
-        num_classes=config.num_classes,
-        device=device,
-        name=str(loaded.path),
-    )
-    if num_classes != channels:
-        raise ValueError(
-            f'{loaded.path} outputs {num_classes} channels but {data} has'
-            f' {channels} classes (background included, from'
-            f' {Path(data) / "dataset.json"}); this model was not trained for'
-            ' this dataset'
-        )
-    stress_protocol = StressProtocol(
-        families=families,
-        levels=levels or SEVERITY_LEVELS,
-        seed=seed,
-        hu_range=tuple(hu_range),
-        protocol=protocol,
-    )
-    predictor = make_predictor(
-        OutputContract(loaded.module, channels),
-        patch_size,
-        overlap=overlap,
-        batch_size=batch_size,
-        device=device,
-        amp=amp,
-        aggregation_device=aggregation_device,
-    )
-    name = name or loaded.name
-    model_arguments = {
-        **loaded.fingerprint(),
-        'patch_size': list(patch_size),
-        'overlap': list(overlap),
-        'amp': bool(amp and torch.device(device).type == 'cuda'),
-        'num_classes': num_classes,
-        'strategy': config.strategy,
-    }
-    session = {
-        'model_path': str(loaded.path.resolve()),
-        'sidecar': config.source,
-        'device': str(device),
-        'aggregation_device': aggregation_device,
-        'batch_size': batch_size,
-    }
-    return _announce_and_run(
-        predictor,
-        data,
-        out,
-        stress_protocol,
-        name=name,
-        details=f', patch {patch_size}, overlap {overlap}, device {device}',
-        announce=announce,
-        split=split,
-        model_arguments=model_arguments,
-        session=session,
-        shard=shard,
-        progress=progress,
-        save_worst=save_worst,
-        verify=verify,
-    )
+    values = {'model': model, 'data': data, 'out': out, **options}
+    return run(RunSpec.of(MODEL, 'stress_test_model', **values), announce=announce)
 
 
+@api(NNUNET, ['nnunet', 'data', 'out'])
 def stress_test_nnunet(
     model_folder: str | Path,
     data: str | Path,
     out: str | Path,
     *,
-    fold: str = '0',
-    checkpoint: str = 'checkpoint_final.pth',
-    split: str = 'test',
-    families: Sequence[str] | None = None,
-    levels: Sequence[float] | None = None,
-    seed: int = 0,
-    protocol: str = DEFAULT_PROTOCOL,
-    name: str | None = None,
-    hu_range: Sequence[float] | None = None,
-    device: str | None = None,
-    shard: tuple[int, int] | None = None,
-    save_worst: int = 0,
-    progress: bool = False,
-    verify: str | None = None,
-    announce: Callable[[str], None] | None = None,
+    announce: Announce | None = None,
+    **options: Any,
 ) -> RunOutcome:
     """Stress-test a trained nnU-Net v2 model (``ramp-stress run --nnunet``).
 
@@ -230,100 +110,175 @@ def stress_test_nnunet(
         model_folder: ``$nnUNet_results/DatasetNNN_Name/TRAINER__PLANS__CONFIG``.
         data: Folder prepared by ``ramp-prep``.
         out: Results folder (resumed if it holds the same run).
-        fold: The fold (``'0'`` to ``'4'`` or ``'all'``).
-        checkpoint: Checkpoint file of the fold.
-        split: ``'test'``, ``'val'``, ``'train'`` or ``'all'``.
-        families: Corruption families (default: the paper's pool).
-        levels: Severity levels (default: the paper's five).
-        seed: Base seed of the corrupted volumes.
-        protocol: Severity protocol, ``'paired'`` or ``'independent'``.
-        name: Model name (default: from the model folder).
-        hu_range: HU window of the corruptions (default: the nnU-Net
-            trainers' window, :data:`torchio_ramp.nnunet.domain.DEFAULT_WINDOW`).
-        device: Inference device (default ``'auto'``).
-        shard: ``(index, count)`` or ``None``.
-        save_worst: Failure pictures of the worst subjects per family.
-        progress: Show progress bars.
-        verify: How the split's files are checked against ``manifest.csv``.
+        {options}
         announce: Called with a one-line description of the run.
 
+    The HU window of the corruptions defaults to the nnU-Net trainers'
+    window (:data:`torchio_ramp.nnunet.domain.DEFAULT_WINDOW`), the name to
+    the model folder's.
+
     Returns:
-        What :func:`~torchio_ramp.stress.runner.run_stress_test` did.
+        What :func:`~torchio_ramp.stress.runner.execute` did.
 
     Raises:
         FileNotFoundError: If the model folder, fold, checkpoint or dataset
             is missing.
         ImportError: If nnunetv2 is not installed (the message names the
             extra).
+        TypeError: If a keyword is not an option of this function.
 
     Example:
         >>> folder = 'nnUNet_results/Dataset777_X/nnUNetTrainerRAMP__nnUNetPlans__3d_fullres'
         >>> stress_test_nnunet(folder, 'prepared', 'results/ramp')  # doctest: +SKIP
     """  # noqa: E501
-    from ..nnunet.domain import DEFAULT_WINDOW
-    from ..nnunet.predictor import NnunetPredictor
+    values = {'nnunet': model_folder, 'data': data, 'out': out, **options}
+    return run(RunSpec.of(NNUNET, 'stress_test_nnunet', **values), announce=announce)
 
-    device = str(resolve_device(device))
-    read_dataset_info(data)
-    window = tuple(hu_range or DEFAULT_WINDOW)
-    predictor = NnunetPredictor(
-        model_folder, fold, checkpoint, device=device, window=window
+
+def run(spec: RunSpec, announce: Announce | None = None) -> RunOutcome:
+    """Run a spec that names a model file or an nnU-Net model folder.
+
+    Raises:
+        ValueError: If it names neither.
+
+    Example:
+        >>> spec = RunSpec(model='m.pt2', data='prepared', out='results')
+        >>> run(spec).results  # doctest: +SKIP
+        PosixPath('results/results.csv')
+    """
+    if spec.kind == NNUNET:
+        return _run_nnunet(spec, announce)
+    if spec.kind == MODEL:
+        return _run_model(spec, announce)
+    raise ValueError('the run names no model: give model or nnunet')
+
+
+def _run_model(spec: RunSpec, announce: Announce | None) -> RunOutcome:
+    device = str(resolve_device(spec.device))
+    aggregation_device = str(
+        check_device(spec.aggregation_device, 'aggregation_device')
     )
-    stress_protocol = StressProtocol(
-        families=families,
-        levels=levels or SEVERITY_LEVELS,
-        seed=seed,
-        hu_range=window,
-        protocol=protocol,
+    info = read_dataset_info(spec.data)
+    channels = expected_channels(dataset_classes(info))
+    loaded = load_model(spec.model, spec.weights, device=device)
+    config = loaded.config
+    where = f' or add it to the sidecar {loaded.path.with_suffix(".json")}'
+    hu_range = spec.hu_range
+    if hu_range is None:
+        if config.hu_range is None:
+            raise ValueError(
+                f'the HU window of {loaded.path} is unknown: pass --hu-range LOW'
+                f' HIGH (the one used in training){where}'
+            )
+        hu_range = config.hu_range
+    patch_size = spec.patch_size
+    if patch_size is None:
+        if config.patch_size is None:
+            raise ValueError(
+                f'the patch size of {loaded.path} is unknown: pass --patch-size'
+                f' N{where}'
+            )
+        patch_size = config.patch_size
+    patch_size = tuple(patch_size)
+    overlap = tuple(spec.overlap or default_overlap(patch_size))
+    num_classes = check_output(
+        loaded.module,
+        patch_size,
+        num_classes=config.num_classes,
+        device=device,
+        name=str(loaded.path),
+    )
+    if num_classes != channels:
+        raise ValueError(
+            f'{loaded.path} outputs {num_classes} channels but {spec.data} has'
+            f' {channels} classes (background included, from'
+            f' {Path(spec.data) / "dataset.json"}); this model was not trained for'
+            ' this dataset'
+        )
+    spec = spec.replace(
+        name=spec.name or loaded.name,
+        hu_range=tuple(hu_range),
+        patch_size=patch_size,
+        overlap=overlap,
+        device=device,
+        aggregation_device=aggregation_device,
+        amp=bool(spec.amp and torch.device(device).type == 'cuda'),
+    )
+    spec.stress_protocol  # noqa: B018 (checks families, levels, seed, protocol)
+    predictor = make_predictor(
+        OutputContract(loaded.module, channels),
+        patch_size,
+        overlap=overlap,
+        batch_size=spec.batch_size,
+        device=device,
+        amp=spec.amp,
+        aggregation_device=aggregation_device,
     )
     return _announce_and_run(
         predictor,
-        data,
-        out,
-        stress_protocol,
-        name=name or predictor.name,
-        model=f' (nnU-Net, fold {fold})',
+        spec,
+        details=f', patch {patch_size}, overlap {overlap}, device {device}',
+        announce=announce,
+        model_arguments={
+            **loaded.fingerprint(),
+            'num_classes': num_classes,
+            'strategy': config.strategy,
+        },
+        session={
+            'model_path': str(loaded.path.resolve()),
+            'sidecar': config.source,
+        },
+    )
+
+
+def _run_nnunet(spec: RunSpec, announce: Announce | None) -> RunOutcome:
+    from ..nnunet.domain import DEFAULT_WINDOW
+    from ..nnunet.predictor import NnunetPredictor
+
+    device = str(resolve_device(spec.device))
+    read_dataset_info(spec.data)
+    window = tuple(spec.hu_range or DEFAULT_WINDOW)
+    predictor = NnunetPredictor(
+        spec.nnunet, spec.fold, spec.checkpoint, device=device, window=window
+    )
+    spec = spec.replace(
+        name=spec.name or predictor.name, hu_range=window, device=device
+    )
+    spec.stress_protocol  # noqa: B018 (checks families, levels, seed, protocol)
+    return _announce_and_run(
+        predictor,
+        spec,
+        model=f' (nnU-Net, fold {spec.fold})',
         details=f', device {device}',
         announce=announce,
-        split=split,
         model_arguments=predictor.fingerprint(),
-        session={
-            'model_path': str(predictor.checkpoint_path.resolve()),
-            'device': str(device),
-        },
-        shard=shard,
-        progress=progress,
-        save_worst=save_worst,
-        verify=verify,
+        session={'model_path': str(predictor.checkpoint_path.resolve())},
     )
 
 
 def _announce_and_run(
     predictor: Predictor,
-    data: str | Path,
-    out: str | Path,
-    protocol: StressProtocol,
+    spec: RunSpec,
     *,
-    name: str,
     details: str,
-    announce: Callable[[str], None] | None,
+    announce: Announce | None,
+    model_arguments: Mapping[str, Any],
+    session: Mapping[str, Any],
     model: str = '',
-    **options: Any,
 ) -> RunOutcome:
     """Say what is about to run (when ``announce`` is given), then run it.
 
-    ``model`` follows the name and ``details`` the HU window in the line;
-    ``options`` go to :func:`~torchio_ramp.stress.runner.run_stress_test`.
+    ``model`` follows the name and ``details`` the HU window in the line.
     """
     if announce is not None:
-        shard = options.get('shard')
+        protocol = spec.stress_protocol
+        shard = spec.shard
         shard_text = '' if shard is None else f' shard {shard[0]}/{shard[1]}'
         announce(
-            f'ramp-stress: {name}{model} on {data} ({options["split"]}){shard_text}:'
+            f'ramp-stress: {spec.name}{model} on {spec.data}'
+            f' ({spec.split}){shard_text}:'
             f' {len(protocol.settings) - 1} corrupted settings + clean'
             f' ({describe_protocol(protocol.protocol)} severity protocol),'
             f' HU window {protocol.hu_range}{details}'
         )
-    return run_stress_test(
-        predictor, data, out, protocol=protocol, name=name, **options
-    )
+    return execute(predictor, spec, model_arguments=model_arguments, session=session)

@@ -11,31 +11,25 @@ import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from .. import __version__
-from ..arguments import device_problem
-from ..cli_options import data_option
-from ..cli_options import device_option
 from ..cli_options import family_names
-from ..cli_options import hu_range_option
-from ..cli_options import progress_option
-from ..cli_options import resolve_device
 from ..cli_options import seed_option
-from ..cli_options import size_option
-from ..cli_options import split_list
-from ..families import PAPER_FAMILIES
-from ..integrity import VERIFY_ENV
-from ..integrity import VERIFY_MODES
+from ..cli_options import size_callback
 from ..operators import SEVERITY_LEVELS
-from .protocol import DEFAULT_PROTOCOL
-from .protocol import PROTOCOLS
+from .spec import MODEL
+from .spec import NNUNET
+from .spec import cli_options
+from .spec import from_cli
+from .spec import misplaced_options
+from .spec import parse_levels
 from .store import find_results
 from .store import load_results
 from .store import merge_shards
-from .store import parse_shard
-from .store import shard_from_environment
 
 CONTEXT = {'help_option_names': ['-h', '--help'], 'max_content_width': 100}
 
@@ -72,37 +66,11 @@ def _os_error(error: OSError, default: Path) -> str:
     return f'{where}: {reason}'
 
 
-def _levels(ctx, param, values: tuple[str, ...]) -> tuple[float, ...] | None:
-    items = split_list(values)
-    if not items:
-        return None
-    try:
-        levels = tuple(float(item) for item in items)
-    except ValueError as error:
-        raise click.BadParameter(f'levels must be numbers, not {items}') from error
-    if any(not level > 0 or level == float('inf') for level in levels):
-        raise click.BadParameter(f'levels must be positive numbers, not {items}')
-    if len(set(levels)) != len(levels):
-        raise click.BadParameter(f'repeated levels in {items}')
-    return levels
+_spacing = size_callback(kind=float)
+"""Click callback of a voxel spacing: ``MM``, ``X,Y,Z`` or ``XxYxZ`` in mm."""
 
-
-def _spacing(ctx, param, value: str | None) -> tuple[float, float, float] | None:
-    from .units import parse_spacing
-
-    if value is None:
-        return None
-    try:
-        return parse_spacing(value, '--spacing')
-    except ValueError as error:
-        raise click.BadParameter(str(error).removeprefix('--spacing ')) from error
-
-
-def _aggregation_device(value: str) -> str:
-    device, problem = device_problem(value)
-    if device is None:
-        raise click.BadParameter(problem.removesuffix('; use --device cpu'))
-    return str(device)
+SPACING_METAVAR = 'MM|X,Y,Z|XxYxZ'
+"""How a spacing option shows its value in ``--help``."""
 
 
 @click.group(context_settings=CONTEXT)
@@ -127,156 +95,9 @@ def main() -> None:
 
 
 @main.command(context_settings=CONTEXT)
-@click.option(
-    '--model',
-    'model',
-    help='Model file (torch.export .pt2, ONNX, or legacy TorchScript; recognised by'
-    ' content), or package.module:factory (with --weights).',
-)
-@click.option(
-    '--nnunet',
-    type=click.Path(file_okay=False, path_type=Path),
-    help='Instead of --model: an nnU-Net v2 model folder'
-    ' ($nnUNet_results/DatasetNNN_Name/TRAINER__PLANS__CONFIG), run through'
-    " nnU-Net's own predictor (the nnunet extra).",
-)
-@click.option(
-    '--fold',
-    default='0',
-    show_default=True,
-    help='With --nnunet: the fold (0-4 or all).',
-)
-@click.option(
-    '--checkpoint',
-    default='checkpoint_final.pth',
-    show_default=True,
-    help='With --nnunet: the checkpoint file of the fold.',
-)
-@click.option(
-    '--weights',
-    type=click.Path(dir_okay=False, path_type=Path),
-    help='state_dict file for --model module:factory (read with weights_only=True).',
-)
-@data_option(required=True)
-@click.option(
-    '--split',
-    type=click.Choice(['test', 'val', 'train', 'all']),
-    default='test',
-    show_default=True,
-    help='Subjects to evaluate.',
-)
-@click.option(
-    '--out',
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help='Results folder (results.csv, results.json, summary.json).',
-)
-@click.option(
-    '--families',
-    multiple=True,
-    callback=family_names,
-    help="Corruption families or pools ('paper', 'ct_physics'), comma-separated"
-    f" or repeated [default: the paper's {len(PAPER_FAMILIES)}].",
-)
-@click.option(
-    '--levels',
-    multiple=True,
-    callback=_levels,
-    help='Severity levels, comma-separated [default: 0.05,0.1,0.15,0.2,0.25].',
-)
-@seed_option(help='Base seed of the corrupted volumes.')
-@click.option(
-    '--protocol',
-    'severity_protocol',
-    type=click.Choice(list(PROTOCOLS)),
-    default=DEFAULT_PROTOCOL,
-    show_default=True,
-    help='Severity protocol: paired (the levels of a family share every random'
-    ' draw but the severity) or independent (one draw per setting; the results'
-    ' of earlier versions).',
-)
-@click.option(
-    '--name',
-    help='Model name in the results [default: the model file stem; for a run'
-    " folder's best.pt with config.json, the folder name].",
-)
-@hu_range_option(help='HU window of CTNormalize [default: the model sidecar].')
-@size_option(
-    '--patch-size', help='Sliding-window patch size [default: the model sidecar].'
-)
-@size_option(
-    '--overlap',
-    allow_zero=True,
-    help='Patch overlap in voxels, even [default: half the patch].',
-)
-@click.option(
-    '--batch-size',
-    type=click.IntRange(min=1),
-    default=2,
-    show_default=True,
-    help='Patches per forward pass.',
-)
-@device_option()
-@click.option('--amp', is_flag=True, help='Automatic mixed precision (CUDA only).')
-@click.option(
-    '--aggregation-device',
-    metavar='DEVICE',
-    default='cpu',
-    show_default=True,
-    callback=lambda ctx, param, value: _aggregation_device(value),
-    help='Device holding the blended output volume (e.g. cpu with a CUDA --device:'
-    ' patches on the GPU, the volume in host memory).',
-)
-@click.option(
-    '--shard',
-    help='Evaluate shard i of n (0-based, e.g. 0/4) [default: RANK/WORLD_SIZE'
-    ' under torchrun, else all].',
-)
-@click.option(
-    '--save-worst',
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    metavar='N',
-    help='Keep failure pictures (central slices: clean and every level, with the'
-    ' prediction and the reference) of the N worst subjects of each family in'
-    ' OUT/worst, for the report.',
-)
-@progress_option()
-@click.option(
-    '--verify',
-    type=click.Choice(VERIFY_MODES),
-    default=None,
-    help='Check each image/label against manifest.csv before use: sha256 (size and'
-    ' SHA-256) or size (size and NIfTI completeness, for huge cohorts)'
-    f' [default: ${VERIFY_ENV} or sha256].',
-)
-def run(
-    model: str | None,
-    nnunet: Path | None,
-    fold: str,
-    checkpoint: str,
-    weights: Path | None,
-    data: Path,
-    split: str,
-    out: Path,
-    families: tuple[str, ...] | None,
-    levels: tuple[float, ...] | None,
-    seed: int,
-    severity_protocol: str,
-    name: str | None,
-    hu_range: tuple[float, float] | None,
-    patch_size: tuple[int, int, int] | None,
-    overlap: tuple[int, int, int] | None,
-    batch_size: int,
-    device: str,
-    amp: bool,
-    aggregation_device: str,
-    shard: str | None,
-    save_worst: int,
-    progress: bool,
-    verify: str | None,
-) -> None:
+@cli_options
+@click.pass_context
+def run(ctx: click.Context, **values: Any) -> None:
     """Stress-test a model on the clean and corrupted volumes of a split.
 
     \b
@@ -289,61 +110,24 @@ def run(
     OUT/results.shard-i-of-n.csv; the last shard to finish merges them when
     they share OUT, otherwise run `ramp-stress merge`.
     """
-    from .api import stress_test_model
-    from .api import stress_test_nnunet
+    from .api import run as run_spec
 
-    if (model is None) == (nnunet is None):
+    if (values['model'] is None) == (values['nnunet'] is None):
         raise click.UsageError('pass either --model or --nnunet')
-    device = str(resolve_device(device))
-    common = {
-        'split': split,
-        'families': families,
-        'levels': levels,
-        'seed': seed,
-        'protocol': severity_protocol,
-        'name': name,
-        'hu_range': hu_range,
-        'device': device,
-        'save_worst': save_worst,
-        'progress': progress,
-        'verify': verify,
-        'announce': lambda line: click.echo(line, err=True),
-    }
-    if nnunet is not None:
-        given = [
-            f'--{k}'
-            for k, v in {
-                'weights': weights,
-                'patch-size': patch_size,
-                'overlap': overlap,
-                'amp': amp,
-            }.items()
-            if v
-        ]
-        if given:
-            raise click.UsageError(
-                f'{", ".join(given)} cannot be used with --nnunet'
-                " (nnU-Net's plans set them)"
-            )
-    with _user_errors(out):
-        common['shard'] = parse_shard(shard) if shard else shard_from_environment()
-        if nnunet is not None:
-            outcome = stress_test_nnunet(
-                nnunet, data, out, fold=fold, checkpoint=checkpoint, **common
-            )
-        else:
-            outcome = stress_test_model(
-                model,
-                data,
-                out,
-                weights=weights,
-                patch_size=patch_size,
-                overlap=overlap,
-                batch_size=batch_size,
-                amp=amp,
-                aggregation_device=aggregation_device,
-                **common,
-            )
+    kind = MODEL if values['model'] is not None else NNUNET
+    given = [
+        name
+        for name in values
+        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+    ]
+    misplaced = misplaced_options(kind, given)
+    if misplaced:
+        names = ', '.join(f'--{name.replace("_", "-")}' for name in misplaced)
+        why = " (nnU-Net's plans set them)" if kind == NNUNET else ''
+        raise click.UsageError(f'{names} cannot be used with --{kind}{why}')
+    with _user_errors(values['out']):
+        spec = from_cli(values)
+        outcome = run_spec(spec, announce=lambda line: click.echo(line, err=True))
     _echo_outcome(outcome)
 
 
@@ -460,7 +244,7 @@ def merge(inputs: tuple[Path, ...], out: Path) -> None:
 @click.option(
     '--spacing',
     callback=_spacing,
-    metavar='MM|X,Y,Z',
+    metavar=SPACING_METAVAR,
     help='Voxel spacing in mm of the severity table in clinical units [default:'
     " the median of the dataset's manifest].",
 )
@@ -592,8 +376,8 @@ def gate(
     from .gate import read_config
     from .gate import verdict_header
     from .gate import verdict_rows
-    from .metrics import BOOTSTRAP_RESAMPLES
-    from .metrics import check_confidence
+    from .statistics import BOOTSTRAP_RESAMPLES
+    from .statistics import check_confidence
     from .store import SUMMARY_JSON
     from .store import write_json
 
@@ -659,7 +443,7 @@ def gate(
     callback=_spacing,
     default='1',
     show_default=True,
-    metavar='MM|X,Y,Z',
+    metavar=SPACING_METAVAR,
     help='Voxel spacing in mm, in the image axis order (e.g. 1.5,1.5,3).',
 )
 @click.option(
@@ -672,7 +456,7 @@ def gate(
 @click.option(
     '--levels',
     multiple=True,
-    callback=_levels,
+    callback=parse_levels,
     help='Severity levels, comma-separated [default: 0.05,0.1,0.15,0.2,0.25].',
 )
 @click.option('--json', 'as_json', is_flag=True, help='Print JSON instead of a table.')
@@ -698,7 +482,7 @@ def levels(
     """
     import json
 
-    from .predictors import parse_hu_range
+    from ..model_files import parse_hu_range
     from .units import physical_table
     from .units import table_rows
 

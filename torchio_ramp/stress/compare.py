@@ -25,18 +25,18 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import BOOTSTRAP_RESAMPLES
-from .metrics import Estimate
-from .metrics import corruption_error
-from .metrics import nanmean
-from .metrics import nanmin
-from .metrics import paired_test
 from .protocol import describe_protocol
 from .results import HIGH_SEVERITY
 from .results import StressResults
 from .results import families_of
 from .results import levels_of
 from .results import summarize
+from .statistics import BOOTSTRAP_RESAMPLES
+from .statistics import Estimate
+from .statistics import corruption_error
+from .statistics import nanmean
+from .statistics import nanmin
+from .statistics import paired_test
 
 
 def group_by_dataset(
@@ -511,7 +511,7 @@ def paired_table(comparison: Comparison, baseline: str) -> list[dict[str, Any]]:
 
     Returns:
         Rows ``{model, metric, test}`` with a
-        :class:`~torchio_ramp.stress.metrics.PairedTest`.
+        :class:`~torchio_ramp.stress.statistics.PairedTest`.
 
     Example:
         >>> runs = [load_results(p) for p in ('results/base', 'results/ramp')]  # doctest: +SKIP

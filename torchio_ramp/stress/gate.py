@@ -42,13 +42,13 @@ from typing import Any
 import numpy as np
 
 from ..families import FAMILIES
-from .metrics import BOOTSTRAP_RESAMPLES
-from .metrics import Estimate
-from .metrics import bootstrap_indices
-from .metrics import check_confidence
-from .metrics import pooled_mean
-from .metrics import robustness
 from .results import StressResults
+from .statistics import BOOTSTRAP_RESAMPLES
+from .statistics import Estimate
+from .statistics import bootstrap_indices
+from .statistics import check_confidence
+from .statistics import pooled_mean
+from .statistics import robustness
 
 HEADLINE = ('clean', 'corrupted', 'gap', 'worst_case')
 """Metrics of the model (and of each organ)."""

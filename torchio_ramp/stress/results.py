@@ -3,7 +3,7 @@
 :class:`StressResults` holds the long-format rows of a results file (see
 :mod:`torchio_ramp.stress.store`) as dense ``(subject, setting, class)``
 arrays; :func:`summarize` computes every number of the report for one model
-with the definitions of :mod:`torchio_ramp.stress.metrics`. The arrays are
+with the definitions of :mod:`torchio_ramp.stress.statistics`. The arrays are
 indexed by sorted subject id and by the protocol's setting order, so the
 numbers do not depend on the order in which rows were written (shards,
 resumed runs).
@@ -21,16 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import BOOTSTRAP_RESAMPLES
-from .metrics import CONFIDENCE
-from .metrics import bootstrap_indices
-from .metrics import check_confidence
-from .metrics import nanmean
-from .metrics import pooled_mean
-from .metrics import robustness
 from .protocol import LEGACY_PROTOCOL
 from .protocol import PROTOCOLS
 from .protocol import Setting
+from .statistics import BOOTSTRAP_RESAMPLES
+from .statistics import CONFIDENCE
+from .statistics import bootstrap_indices
+from .statistics import check_confidence
+from .statistics import nanmean
+from .statistics import pooled_mean
+from .statistics import robustness
 
 HIGH_SEVERITY = 0.15
 """Smallest level counted as high severity (paper section 4.4, Table 9)."""

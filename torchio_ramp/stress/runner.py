@@ -1,10 +1,12 @@
 """Run the stress test: every subject under every setting, results appended.
 
 :func:`evaluate_subject` scores one subject under all settings of a
-:class:`~torchio_ramp.stress.protocol.StressProtocol` and returns its
-long-format rows; :func:`run_stress_test` does that for the subjects of a
-prepared dataset split (or of one shard of it), appending each finished
-subject to the results store and skipping those already there.
+:class:`~torchio_ramp.stress.protocol.StressProtocol` (or of a
+:class:`~torchio_ramp.stress.spec.RunSpec`) and returns its long-format rows;
+:func:`execute` does that for the subjects of a prepared dataset split (or of
+one shard of it) as a run specification says, appending each finished subject
+to the results store and skipping those already there.
+:func:`run_stress_test` is the same for any predictor callable, from keywords.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torchio as tio
 from tqdm.auto import tqdm
@@ -26,16 +27,18 @@ from .. import __version__
 from ..datasets import data_fingerprint
 from ..datasets import load_split
 from ..datasets import read_dataset_info
+from ..inference import ModelOutputError
+from ..inference import Predictor
 from ..labels import CLASS_NAMES
 from ..labels import SYNTHETIC_PREFIX
-from .metrics import overlap_counts
-from .pictures import WORST_DIR
-from .pictures import SubjectPictures
-from .pictures import WorstCases
+from ..metrics import score_volume
 from .protocol import Setting
 from .protocol import StressProtocol
 from .results import StressResults
 from .results import summarize
+from .spec import PREDICTOR
+from .spec import RunSpec
+from .spec import api
 from .store import SUMMARY_JSON
 from .store import ResultsError
 from .store import ResultsWriter
@@ -50,13 +53,9 @@ from .store import results_stem
 from .store import scan_results
 from .store import shard_subjects
 from .store import write_json
-
-Predictor = Callable[[torch.Tensor], torch.Tensor]
-"""``image (C, D, H, W) float in [0, 1] -> label map (D, H, W), integer``."""
-
-
-class ModelOutputError(ValueError):
-    """The model's output breaks the contract (shape, channels, finite logits)."""
+from .worst import WORST_DIR
+from .worst import SubjectPictures
+from .worst import WorstCases
 
 
 class ModelError(RuntimeError):
@@ -65,62 +64,6 @@ class ModelError(RuntimeError):
     The message names the subject, the setting and the model's own message,
     so that nothing is scored from a broken model.
     """
-
-
-class OutputContract(torch.nn.Module):
-    """Wrap a network so every forward pass checks its logits.
-
-    The output must be a ``(B, K, *patch)`` tensor with ``K == num_classes``
-    and only finite values (one :func:`torch.aminmax` reduction per batch of
-    patches). NaN logits would otherwise be argmaxed to background and
-    scored as a real, low Dice.
-
-    Args:
-        module: The network.
-        num_classes: Output channels expected (background included).
-
-    Example:
-        >>> net = OutputContract(torch.nn.Conv3d(1, 6, 1), num_classes=6)
-        >>> net(torch.zeros(1, 1, 4, 4, 4)).shape
-        torch.Size([1, 6, 4, 4, 4])
-        >>> OutputContract(torch.nn.Conv3d(1, 3, 1), 6)(torch.zeros(1, 1, 4, 4, 4))
-        Traceback (most recent call last):
-        ...
-        torchio_ramp.stress.runner.ModelOutputError: the model returned 3 channels but the dataset has 6 classes (background included)
-    """  # noqa: E501
-
-    def __init__(self, module: torch.nn.Module, num_classes: int):
-        super().__init__()
-        self.module = module
-        self.num_classes = int(num_classes)
-
-    def forward(self, patches: torch.Tensor) -> torch.Tensor:
-        output = self.module(patches)
-        if not isinstance(output, torch.Tensor):
-            message = f'the model returned {type(output).__name__}, not a tensor'
-            raise ModelOutputError(message)
-        shape = tuple(output.shape)
-        if len(shape) != 5 or shape[0] != patches.shape[0]:
-            message = (
-                f'the model returned shape {shape} for patches of shape'
-                f' {tuple(patches.shape)}; expected logits (B, K, D, H, W)'
-            )
-            raise ModelOutputError(message)
-        if shape[1] != self.num_classes:
-            message = (
-                f'the model returned {shape[1]} channels but the dataset has'
-                f' {self.num_classes} classes (background included)'
-            )
-            raise ModelOutputError(message)
-        low, high = torch.aminmax(output.detach())
-        if not bool(torch.isfinite(low) & torch.isfinite(high)):
-            bad = int((~torch.isfinite(output.detach())).sum())
-            message = (
-                f'the model returned non-finite logits (NaN or Inf in {bad} of'
-                f' {output.numel()} values)'
-            )
-            raise ModelOutputError(message)
-        return output
 
 
 def expected_channels(class_names: Mapping[int, str]) -> int:
@@ -185,32 +128,37 @@ def _check_prediction(
 def evaluate_subject(
     predictor: Predictor,
     subject: tio.Subject,
-    protocol: StressProtocol,
+    protocol: StressProtocol | None = None,
     *,
+    spec: RunSpec | None = None,
     class_names: Mapping[int, str] = CLASS_NAMES,
     annotated: Sequence[int] | None = None,
-    model: str = 'model',
+    model: str | None = None,
     image_name: str = 'ct',
     label_name: str = 'label',
-    progress: bool = False,
+    progress: bool | None = None,
     observe: Callable[[Setting, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Score one subject on the clean volume and every corrupted setting.
 
     The CT (HU) is normalised with the protocol's window, then each setting's
-    volume is made, predicted and scored one at a time.
+    volume is made, predicted and scored one at a time (every per-volume
+    metric of :func:`torchio_ramp.metrics.score_volume`).
 
     Args:
         predictor: ``image (C, D, H, W) -> label map (D, H, W)``.
         subject: With a CT in HU (``image_name``), a label map
             (``label_name``), ``subject_id`` and optionally ``dataset``.
-        protocol: Settings and how volumes are made.
+        protocol: Settings and how volumes are made (or give ``spec``).
+        spec: The run: its protocol, model name and progress option.
         class_names: Classes to score and their names.
         annotated: Classes the dataset annotates (default: all).
-        model: Model name written in each row.
+        model: Model name written in each row (default: the spec's name,
+            else ``'model'``).
         image_name: Key of the CT in ``subject``.
         label_name: Key of the label map in ``subject``.
-        progress: Show a progress bar over the settings.
+        progress: Show a progress bar over the settings (default: the
+            spec's option, else no).
         observe: Called with ``(setting, volume, prediction)`` for every
             setting (e.g. to keep failure pictures).
 
@@ -220,11 +168,13 @@ def evaluate_subject(
 
     Raises:
         ValueError: If a prediction or the label does not have the CT's
-            spatial shape (naming the subject and setting).
+            spatial shape (naming the subject and setting), or not exactly
+            one of ``protocol`` and ``spec`` is given.
         TypeError: If the predictor does not return integer labels.
-        ModelError: If the predictor raises (e.g. :class:`OutputContract`
-            finds NaN logits) or returns labels outside the dataset's; the
-            message names the subject, the setting and the model's message.
+        ModelError: If the predictor raises (e.g.
+            :class:`~torchio_ramp.inference.OutputContract` finds NaN logits)
+            or returns labels outside the dataset's; the message names the
+            subject, the setting and the model's message.
 
     Example:
         >>> from torchio_ramp.phantoms import phantom_subject
@@ -235,6 +185,14 @@ def evaluate_subject(
         >>> len(rows), {row['dice'] for row in rows}
         (10, {1.0})
     """
+    if (protocol is None) == (spec is None):
+        raise ValueError('pass either protocol or spec')
+    if spec is not None:
+        protocol = spec.stress_protocol
+        model = spec.name if model is None else model
+        progress = spec.progress if progress is None else progress
+    assert protocol is not None
+    model = 'model' if model is None else model
     subject_id = str(subject['subject_id'])
     dataset = str(subject.get('dataset', ''))
     classes = [int(c) for c in class_names]
@@ -252,7 +210,6 @@ def evaluate_subject(
             f' the CT has {tuple(image.shape[1:])}'
         )
         raise ValueError(message)
-    voxel_ml = float(np.prod(label_image.spacing)) / 1000.0
     rows: list[dict[str, Any]] = []
     bar = tqdm(
         total=len(protocol.settings),
@@ -280,11 +237,8 @@ def evaluate_subject(
             observe(setting, volume, prediction)
         del volume
         bar.update()
-        counts = overlap_counts(prediction, label, classes)
-        dice = counts.dice()
-        for i, label_value in enumerate(classes):
-            target_ml = int(counts.target[i]) * voxel_ml
-            predicted_ml = int(counts.predicted[i]) * voxel_ml
+        scores = score_volume(prediction, label, classes, spacing=label_image.spacing)
+        for label_value in classes:
             rows.append(
                 {
                     'model': model,
@@ -295,13 +249,7 @@ def evaluate_subject(
                     'class_id': label_value,
                     'class_name': class_names[label_value],
                     'annotated': label_value in annotated_set,
-                    'dice': dice[label_value],
-                    'gt_voxels': int(counts.target[i]),
-                    'pred_voxels': int(counts.predicted[i]),
-                    'intersection_voxels': int(counts.intersection[i]),
-                    'gt_ml': target_ml,
-                    'pred_ml': predicted_ml,
-                    'abs_volume_error_ml': abs(predicted_ml - target_ml),
+                    **scores[label_value],
                 }
             )
     bar.close()
@@ -424,20 +372,16 @@ def write_summary(results: StressResults, folder: Path, **kwargs: Any) -> Path:
     return path
 
 
+@api(PREDICTOR, ['data', 'out'])
 def run_stress_test(
     predictor: Predictor,
     data: str | Path,
     out: str | Path,
     *,
-    split: str = 'test',
     protocol: StressProtocol | None = None,
-    name: str = 'model',
     model_arguments: Mapping[str, Any] | None = None,
     session: Mapping[str, Any] | None = None,
-    shard: tuple[int, int] | None = None,
-    progress: bool = False,
-    verify: str | None = None,
-    save_worst: int = 0,
+    **options: Any,
 ) -> RunOutcome:
     """Stress-test a predictor on a prepared dataset split.
 
@@ -450,25 +394,20 @@ def run_stress_test(
         predictor: ``image (C, D, H, W) -> label map (D, H, W)``.
         data: Folder prepared by ``ramp-prep``.
         out: Results folder.
-        split: ``'test'``, ``'val'``, ``'train'`` or ``'all'``.
+        {options}
         protocol: Families, levels, seed and window (default: the paper's
             families and levels, seed 0, window (-200, 300) HU).
-        name: Model name, written in every row.
         model_arguments: Everything about the model that changes the
             numbers (fingerprint, patch size, overlap, AMP); compared on
             resume.
         session: Facts about this process recorded in the header (device,
             batch size); not compared.
-        shard: ``(index, count)``, or ``None`` for all subjects.
-        progress: Show progress bars.
-        verify: How the split's files are checked against ``manifest.csv``
-            (``'sha256'`` or ``'size'``, see :mod:`torchio_ramp.integrity`).
-            Either way the run's data identity (``data_sha256``) is computed
-            from the SHA-256 of the files on disk, so results made from other
-            bytes are never resumed.
-        save_worst: Keep failure pictures of the worst ``save_worst``
-            subjects of each family in ``out/worst`` (see
-            :mod:`~torchio_ramp.stress.pictures`); 0: none.
+
+    The data's identity (``data_sha256``) is computed from the SHA-256 of
+    the files on disk whatever ``verify`` says, so results made from other
+    bytes are never resumed. ``name`` defaults to ``'model'``; ``save_worst``
+    keeps the failure pictures in ``out/worst`` (see
+    :mod:`~torchio_ramp.stress.worst`).
 
     Raises:
         FileNotFoundError: If ``data`` is not a prepared dataset.
@@ -484,10 +423,45 @@ def run_stress_test(
         185
     """  # noqa: E501
     protocol = StressProtocol() if protocol is None else protocol
-    root = Path(data)
-    out = Path(out)
+    spec = RunSpec.of(PREDICTOR, 'run_stress_test', data=data, out=out, **options)
+    spec = spec.replace(
+        families=protocol.families,
+        levels=protocol.levels,
+        seed=protocol.seed,
+        hu_range=protocol.hu_range,
+        protocol=protocol.protocol,
+    )
+    return execute(predictor, spec, model_arguments=model_arguments, session=session)
+
+
+def execute(
+    predictor: Predictor,
+    spec: RunSpec,
+    *,
+    model_arguments: Mapping[str, Any] | None = None,
+    session: Mapping[str, Any] | None = None,
+) -> RunOutcome:
+    """Run ``spec`` with ``predictor`` (the body of :func:`run_stress_test`).
+
+    The results header records the spec's options (those declared with a
+    ``header`` part), ``model_arguments`` (what identifies the model: compared
+    on resume), the protocol and the data's identity; ``session`` is recorded
+    with this process's facts, not compared.
+
+    Example:
+        >>> spec = RunSpec(data='prepared', out='results', name='m')  # doctest: +SKIP
+        >>> execute(predict, spec).results  # doctest: +SKIP
+        PosixPath('results/results.csv')
+    """
+    if spec.name is None:
+        spec = spec.replace(name='model')
+    protocol = spec.stress_protocol
+    name = str(spec.name)
+    shard = spec.shard
+    root = Path(spec.data)
+    out = Path(spec.out)
     info = read_dataset_info(root)
-    dataset = load_split(root, split, verify=verify)
+    dataset = load_split(root, spec.split, verify=spec.verify)
     ids = [str(s['subject_id']) for s in dataset.dry_iter()]
     index_of = {subject_id: i for i, subject_id in enumerate(ids)}
     mine = shard_subjects(ids, shard)
@@ -496,10 +470,9 @@ def run_stress_test(
     dataset_name = str(info['dataset'])
     synthetic = bool(info.get('synthetic')) or dataset_name.startswith(SYNTHETIC_PREFIX)
     arguments = {
-        'name': name,
+        **spec.header_values('arguments'),
         **(model_arguments or {}),
         **protocol.to_dict(),
-        'split': split,
         'data_sha256': data_fingerprint(root, ids),
     }
     header = make_header(
@@ -521,6 +494,7 @@ def run_stress_test(
         'torchio': tio.__version__,
         'host': platform.node(),
         **(session or {}),
+        **spec.header_values('session'),
     }
     if shard is not None:
         single = {**header, 'shard': None, 'subjects': sorted(ids)}
@@ -536,15 +510,15 @@ def run_stress_test(
             )
     evaluated = []
     worst = None
-    if save_worst:
-        worst = WorstCases(out / WORST_DIR, save_worst, mine)
+    if spec.save_worst:
+        worst = WorstCases(out / WORST_DIR, spec.save_worst, mine)
     with ResultsWriter(out, header, session=facts) as writer:
         skipped = [s for s in mine if s in writer.completed]
         bar = tqdm(
             writer.remaining,
             desc=f'ramp-stress {name}',
             unit='subject',
-            disable=not progress,
+            disable=not spec.progress,
         )
         for subject_id in bar:
             subject = dataset[index_of[subject_id]]
@@ -554,11 +528,9 @@ def run_stress_test(
             rows = evaluate_subject(
                 predictor,
                 subject,
-                protocol,
+                spec=spec,
                 class_names=class_names,
                 annotated=annotated,
-                model=name,
-                progress=progress,
                 observe=None if pictures is None else pictures.observe,
             )
             writer.append(subject_id, rows)

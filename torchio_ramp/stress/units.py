@@ -21,7 +21,9 @@ radiologist reads:
   lp/mm, time after injection in s.
 
 Spacing is in the image's axis order (TorchIO's ``spacing``, usually
-``x, y, z`` with ``z`` the slice axis).
+``x, y, z`` with ``z`` the slice axis), one number or three, read by the one
+size parser :func:`~torchio_ramp.arguments.parse_size` (``1.5,1.5,3`` or
+``1.5x1.5x3``).
 """
 
 from __future__ import annotations
@@ -33,10 +35,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..arguments import parse_size
 from ..families import FAMILIES
 from ..families import check_families
+from ..model_files import parse_hu_range
 from ..operators import SEVERITY_LEVELS
-from .predictors import parse_hu_range
 
 FWHM_PER_SIGMA = 2 * math.sqrt(2 * math.log(2))
 """Full width at half maximum of a Gaussian, in standard deviations (2.3548)."""
@@ -155,30 +158,6 @@ QUANTITIES: dict[str, tuple[Quantity, ...]] = {
 """Clinical readings of every family (the registry's parameters)."""
 
 
-def parse_spacing(value: Any, name: str = 'spacing') -> tuple[float, float, float]:
-    """One positive number or three (mm), as a triple.
-
-    Example:
-        >>> parse_spacing('1.5,1.5,3'), parse_spacing(2)
-        ((1.5, 1.5, 3.0), (2.0, 2.0, 2.0))
-    """
-    if isinstance(value, str):
-        value = value.split(',')
-    elif isinstance(value, (int, float)):
-        value = [value]
-    try:
-        values = [float(v) for v in value]
-    except (TypeError, ValueError) as error:
-        message = f'{name} must be one number or three (mm), not {value!r}'
-        raise ValueError(message) from error
-    if len(values) == 1:
-        values *= 3
-    if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
-        message = f'{name} must be one positive number or three (mm), not {value!r}'
-        raise ValueError(message)
-    return (values[0], values[1], values[2])
-
-
 def physical_table(
     hu_range: Sequence[float],
     spacing: Sequence[float] | float,
@@ -206,7 +185,7 @@ def physical_table(
         (55.0, 'HU')
     """  # noqa: E501
     low, high = parse_hu_range(hu_range, 'hu_range')
-    scanner = Scanner((low, high), parse_spacing(spacing))
+    scanner = Scanner((low, high), parse_size(spacing, 'spacing', kind=float))
     rows = []
     for family in check_families(families):
         operator = FAMILIES[family]

@@ -15,8 +15,8 @@ on their own from ``torchio_ramp.training``:
   ``CTNormalize(hu_range)`` then :func:`~torchio_ramp.strategy`, and
   ``CTNormalize`` alone;
 * :func:`evaluate`: mean Dice over the dataset's annotated classes with
-  :class:`~torchio_ramp.inference.SlidingWindowPredictor` and the stress
-  test's :func:`~torchio_ramp.stress.metrics.dice_per_class`;
+  :class:`~torchio_ramp.inference.SlidingWindowPredictor` and the per-volume
+  :func:`~torchio_ramp.metrics.dice_per_class` the stress test uses too;
 * :class:`RunFolder`: the checkpoint folder (``best.pt2`` torch.export,
   ``best.pt`` TorchScript, ``best_state_dict.pt``, ``last.pt``, ``metrics.csv``,
   ``config.json``);

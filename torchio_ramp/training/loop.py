@@ -23,14 +23,15 @@ from .. import __version__
 from ..datasets import load_split
 from ..datasets import read_dataset_info
 from ..inference import SlidingWindowPredictor
+from ..inference import default_overlap
 from ..labels import CLASS_NAMES
 from ..labels import NUM_CLASSES
+from ..model_files import ModelSidecar
 from ..models import PRESET_FACTORIES
 from ..models import UNET_PRESETS
 from ..models import UNet3d
 from ..models import check_patch_size
 from ..pipelines import STRATEGIES
-from ..stress.predictors import default_overlap
 from .config import TrainingConfig
 from .data import _strategy_kwargs
 from .data import epoch_seed
@@ -105,14 +106,18 @@ def _run_document(
     epochs_completed: int,
     world_size: int,
 ) -> dict[str, Any]:
-    """Contents of ``config.json``: the stress test reads its top-level keys."""
+    """Contents of ``config.json``: the model sidecar (what the stress test
+    reads), then the rest of the run's description."""
     description, _ = STRATEGIES[config.strategy]
+    sidecar = ModelSidecar(
+        hu_range=config.hu_range,
+        patch_size=config.patch_size,
+        num_classes=model.num_classes,
+        strategy=config.strategy,
+    )
     return {
         'format': 'torchio-ramp training run',
-        'hu_range': list(config.hu_range),
-        'patch_size': list(config.patch_size),
-        'num_classes': model.num_classes,
-        'strategy': config.strategy,
+        **sidecar.to_dict(),
         'strategy_options': config.strategy_options,
         'strategy_description': description,
         'seed': config.seed,

@@ -13,8 +13,8 @@ import torchio as tio
 from tqdm.auto import tqdm
 
 from ..labels import CLASS_NAMES
-from ..stress.metrics import dice_per_class
-from ..stress.metrics import subject_dice
+from ..metrics import dice_per_class
+from ..metrics import subject_dice
 
 
 @dataclass
@@ -23,7 +23,7 @@ class Evaluation:
 
     Attributes:
         mean_dice: Mean over subjects of the subject Dice (mean over the
-            included classes; see :mod:`torchio_ramp.stress.metrics`).
+            included classes; see :mod:`torchio_ramp.metrics`).
         class_dice: Mean over subjects of each class's Dice (NaN where no
             subject includes it).
         subjects: ``subject_id`` -> Dice per class.

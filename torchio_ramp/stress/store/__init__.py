@@ -3,7 +3,8 @@
 A results folder holds, per run (or per shard of a run):
 
 * ``results.csv`` (shard ``i`` of ``n``: ``results.shard-i-of-n.csv``): one
-  row per subject x setting x class with the columns :data:`COLUMNS`. A
+  row per subject x setting x class with the columns :data:`COLUMNS` (the
+  :data:`ROW_KEYS`, then the columns of the per-volume metrics). A
   subject's rows are written together, in one ``write`` followed by
   ``flush`` and ``fsync``, once all its settings are done.
 * ``results.json`` (or ``results.shard-i-of-n.json``): the header. Its
@@ -54,6 +55,7 @@ from .layout import header_path
 from .layout import results_stem
 from .reader import load_results
 from .rows import COLUMNS
+from .rows import ROW_KEYS
 from .rows import ScannedResults
 from .rows import format_rows
 from .rows import scan_results
@@ -69,6 +71,7 @@ __all__ = [
     'FORMAT',
     'FORMAT_VERSION',
     'RESULTS_STEM',
+    'ROW_KEYS',
     'SUMMARY_JSON',
     'ResultsError',
     'ResultsWriter',

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...metrics import metric_columns
 from .layout import ResultsError
 
-COLUMNS: tuple[str, ...] = (
+ROW_KEYS: tuple[str, ...] = (
     'model',
     'dataset',
     'subject_id',
@@ -21,18 +22,16 @@ COLUMNS: tuple[str, ...] = (
     'class_id',
     'class_name',
     'annotated',
-    'dice',
-    'gt_voxels',
-    'pred_voxels',
-    'intersection_voxels',
-    'gt_ml',
-    'pred_ml',
-    'abs_volume_error_ml',
 )
-"""Columns of a results CSV. ``family`` is ``'clean'`` (``level`` 0) for the
-clean volume; ``annotated`` is 1 if the dataset annotates the class (0: the
-row is kept for transparency and excluded from every aggregate); ``dice`` is
-``nan`` when prediction and reference are both empty; volumes are in mL."""
+"""What a row is about: the model, the subject, the setting and the class."""
+
+COLUMNS: tuple[str, ...] = ROW_KEYS + metric_columns()
+"""Columns of a results CSV: :data:`ROW_KEYS`, then the columns of the
+per-volume metrics (:data:`torchio_ramp.metrics.VOLUME_METRICS`). ``family``
+is ``'clean'`` (``level`` 0) for the clean volume; ``annotated`` is 1 if the
+dataset annotates the class (0: the row is kept for transparency and excluded
+from every aggregate); ``dice`` is ``nan`` when prediction and reference are
+both empty; volumes are in mL."""
 
 
 def _format(value: Any) -> str:

@@ -1,20 +1,10 @@
-"""Stress-test metrics: Dice per class and the robustness aggregates.
+"""Statistics over a test set: the robustness numbers and their uncertainty.
 
-Every metric of the stress test is defined once, here (the README repeats these
-definitions word for word).
-
-Per volume (one subject under one setting; a *setting* is the clean volume or
-one ``(family, level)`` corruption):
-
-* **Dice of class c**: ``2 |P_c & G_c| / (|P_c| + |G_c|)`` with ``P_c`` the
-  predicted and ``G_c`` the reference voxels of ``c``. Conventions: both empty
-  -> NaN (excluded); reference empty but prediction not -> 0; a class the
-  dataset does not annotate (``annotated_classes`` of its ``dataset.json``,
-  e.g. heart and colon for AbdomenCT-1K) -> NaN (excluded).
-* **Subject Dice**: the mean of the Dice of the included (non-NaN) classes;
-  NaN if no class is included.
-* **Volume** of class c in mL: voxel count x voxel volume (from the image
-  spacing); **absolute volume error**: ``|V(P_c) - V(G_c)|`` in mL.
+Every number the stress test computes over subjects is defined once, here (the
+stress-testing guide repeats these definitions); the per-volume metrics they
+aggregate (Dice per class with its conventions, subject Dice, volumes) are
+defined in :mod:`torchio_ramp.metrics`. A *setting* is the clean volume or one
+``(family, level)`` corruption.
 
 Over a test set (``S`` subjects, ``T`` corrupted settings):
 
@@ -48,13 +38,11 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 EXACT_MAX_SUBJECTS = 16
 """Largest number of subjects for which the paired test enumerates all sign
@@ -68,178 +56,6 @@ BOOTSTRAP_RESAMPLES = 2000
 
 CONFIDENCE = 0.95
 """Default two-sided level of the bootstrap confidence intervals."""
-
-
-# Per volume ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OverlapCounts:
-    """Voxel counts of each class in a prediction and its reference.
-
-    Attributes:
-        classes: Class label values, in the order of the arrays.
-        target: Reference voxels of each class.
-        predicted: Predicted voxels of each class.
-        intersection: Voxels of each class in both.
-
-    Example:
-        >>> counts = overlap_counts(np.array([1, 0]), np.array([1, 1]), [1])
-        >>> counts.target.tolist(), counts.intersection.tolist()
-        ([2], [1])
-    """
-
-    classes: tuple[int, ...]
-    target: np.ndarray
-    predicted: np.ndarray
-    intersection: np.ndarray
-
-    def dice(self, annotated: Iterable[int] | None = None) -> dict[int, float]:
-        """Dice of each class with the conventions of this module.
-
-        Args:
-            annotated: Classes the dataset annotates; the others get NaN.
-                ``None``: every class is annotated.
-
-        Example:
-            >>> import torch
-            >>> counts = overlap_counts(torch.tensor([1, 1, 0]), torch.tensor([1, 0, 0]), [1, 2])
-            >>> counts.dice()
-            {1: 0.6666666666666666, 2: nan}
-        """  # noqa: E501
-        keep = None if annotated is None else {int(c) for c in annotated}
-        denominator = self.target + self.predicted
-        result = {}
-        for i, label in enumerate(self.classes):
-            if (keep is not None and label not in keep) or denominator[i] == 0:
-                result[label] = math.nan
-            else:
-                result[label] = (
-                    2.0 * float(self.intersection[i]) / float(denominator[i])
-                )
-        return result
-
-
-def _as_labels(values: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
-    tensor = torch.as_tensor(values)
-    if tensor.is_floating_point() or tensor.is_complex():
-        message = f'{name} must hold integer labels, not {tensor.dtype}'
-        raise TypeError(message)
-    if tensor.dtype in (torch.uint16, torch.uint32, torch.uint64):
-        tensor = tensor.to(torch.int64)  # few torch operators support them
-    return tensor
-
-
-def _code_dtype(num_codes: int) -> torch.dtype:
-    for dtype in (torch.uint8, torch.int16, torch.int32):
-        if num_codes - 1 <= torch.iinfo(dtype).max:
-            return dtype
-    return torch.int64
-
-
-def overlap_counts(
-    prediction: torch.Tensor | np.ndarray,
-    target: torch.Tensor | np.ndarray,
-    classes: Iterable[int],
-) -> OverlapCounts:
-    """Count predicted, reference and shared voxels of every class at once.
-
-    One pass over the volume: each voxel is coded as ``target * K +
-    prediction`` in the smallest integer type that holds ``K ** 2`` codes (one
-    byte per voxel for the five-class head) and a single ``bincount`` gives the
-    whole confusion matrix. Works on any device; the counts come back as NumPy.
-
-    Args:
-        prediction: Integer label map (any shape).
-        target: Integer reference label map of the same shape.
-        classes: Label values to report.
-
-    Raises:
-        ValueError: If the shapes differ or a label is negative.
-        TypeError: If a label map is not of an integer (or bool) type.
-
-    Example:
-        >>> import torch
-        >>> counts = overlap_counts(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2]), [1, 2])
-        >>> counts.target.tolist(), counts.predicted.tolist(), counts.intersection.tolist()
-        ([1, 2], [2, 1], [1, 1])
-    """  # noqa: E501
-    prediction = _as_labels(prediction, 'prediction')
-    target = _as_labels(target, 'target')
-    classes = tuple(int(c) for c in classes)
-    if prediction.shape != target.shape:
-        message = (
-            f'prediction has shape {tuple(prediction.shape)} but the label has'
-            f' shape {tuple(target.shape)}'
-        )
-        raise ValueError(message)
-    if any(c < 0 for c in classes):
-        raise ValueError(f'classes must be non-negative, not {classes}')
-    if prediction.device != target.device:
-        prediction = prediction.to(target.device)
-    highest = max(classes, default=0)
-    if target.numel():
-        low_p, high_p = torch.aminmax(prediction)
-        low_t, high_t = torch.aminmax(target)
-        if min(int(low_p), int(low_t)) < 0:
-            raise ValueError('label maps must not hold negative values')
-        highest = max(highest, int(high_p), int(high_t))
-    num_labels = highest + 1
-    dtype = _code_dtype(num_labels * num_labels)
-    code = target.to(dtype=dtype, copy=True).reshape(-1)
-    code.mul_(num_labels).add_(prediction.reshape(-1).to(dtype))
-    confusion = torch.bincount(code, minlength=num_labels * num_labels)
-    del code
-    confusion = confusion.reshape(num_labels, num_labels).cpu().numpy()
-    index = list(classes)
-    return OverlapCounts(
-        classes=classes,
-        target=confusion.sum(axis=1)[index],
-        predicted=confusion.sum(axis=0)[index],
-        intersection=np.diagonal(confusion)[index].copy(),
-    )
-
-
-def dice_per_class(
-    prediction: torch.Tensor | np.ndarray,
-    target: torch.Tensor | np.ndarray,
-    classes: Iterable[int],
-    annotated: Iterable[int] | None = None,
-) -> dict[int, float]:
-    """Dice of each class: NaN if both are empty or the class is not annotated.
-
-    Reference empty but prediction not gives 0. See :func:`overlap_counts` for
-    the (single-pass, vectorised) counting and the accepted inputs.
-
-    Args:
-        prediction: Integer label map.
-        target: Integer reference label map of the same shape.
-        classes: Label values to score, e.g. ``CLASS_NAMES.keys()``.
-        annotated: Classes the dataset annotates (``annotated_classes`` of
-            the prepared dataset's ``dataset.json``, see
-            :func:`torchio_ramp.datasets.read_dataset_info`); the others get
-            NaN. ``None``: all of ``classes``.
-
-    Example:
-        >>> import torch
-        >>> target = torch.tensor([[1, 1, 0, 0], [2, 0, 0, 0]])
-        >>> prediction = torch.tensor([[1, 0, 0, 0], [0, 0, 3, 0]])
-        >>> dice_per_class(prediction, target, [1, 2, 3, 4], annotated=[1, 2, 3])
-        {1: 0.6666666666666666, 2: 0.0, 3: 0.0, 4: nan}
-    """
-    return overlap_counts(prediction, target, classes).dice(annotated)
-
-
-def subject_dice(dice: Mapping[int, float] | Iterable[float]) -> float:
-    """Mean Dice over the included (non-NaN) classes; NaN if none is included.
-
-    Example:
-        >>> subject_dice({1: 0.5, 2: float('nan'), 3: 1.0})
-        0.75
-    """
-    values = dice.values() if isinstance(dice, Mapping) else dice
-    included = [v for v in values if not math.isnan(v)]
-    return sum(included) / len(included) if included else math.nan
 
 
 def nanmean(values: np.ndarray, axis: int | tuple[int, ...] | None = None):
