@@ -319,3 +319,12 @@ def test_a_clinical_volume_goes_through_every_family_within_one_gib():
     for row in rows:
         assert row['changed'], row
         assert row['extra_mib'] <= 1024, row
+
+
+def test_the_organ_labels_are_the_output_heads():
+    from torchio_ramp.kernels.ct_image import ENHANCEMENT
+    from torchio_ramp.kernels.ct_image import ORGAN_LABELS
+    from torchio_ramp.labels import CLASS_IDS
+
+    assert ORGAN_LABELS == {organ: CLASS_IDS[organ] for organ in ENHANCEMENT}
+    assert FAMILIES['contrast_phase'].default_options()['classes'] == ORGAN_LABELS

@@ -23,7 +23,6 @@ from collections.abc import Sequence
 
 import torch
 
-from ..labels import CLASS_IDS
 from .base import batched
 from .ct_geometry import HU_FLOOR
 from .ct_geometry import SOFT_TISSUE_MTF50
@@ -163,6 +162,11 @@ liver and spleen unenhanced about 55 and 45 HU, portal venous 100-120
 content) keeps its values."""
 
 
+ORGAN_LABELS: dict[str, int] = {'liver': 1, 'spleen': 2, 'kidney': 3, 'heart': 4}
+"""Default label value of each organ: the five-class output head's
+(:data:`torchio_ramp.labels.CLASS_IDS`; kernels import nothing above them)."""
+
+
 def enhancement(organ: str, delay: float) -> float:
     """HU of ``organ`` at ``delay`` seconds, linear between the curve's points.
 
@@ -247,7 +251,7 @@ def contrast_phase(
         )
         raise ValueError(message)
     grid = grid.to(x.device)
-    classes = dict(CLASS_IDS) if classes is None else dict(classes)
+    classes = dict(ORGAN_LABELS) if classes is None else dict(classes)
     shift = torch.zeros(x.shape[-3:], device=x.device)
     for organ, value in classes.items():
         if organ not in ENHANCEMENT:
