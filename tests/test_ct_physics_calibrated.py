@@ -326,5 +326,5 @@ def test_the_organ_labels_are_the_output_heads():
     from torchio_ramp.kernels.ct_image import ORGAN_LABELS
     from torchio_ramp.labels import CLASS_IDS
 
-    assert ORGAN_LABELS == {organ: CLASS_IDS[organ] for organ in ENHANCEMENT}
+    assert {organ: CLASS_IDS[organ] for organ in ENHANCEMENT} == ORGAN_LABELS
     assert FAMILIES['contrast_phase'].default_options()['classes'] == ORGAN_LABELS
