@@ -22,10 +22,12 @@ from dataclasses import field
 from typing import Any
 
 import torch
+import torchio as tio
 
 from .arguments import parse_size
 from .kernels.base import DOMAINS
 from .kernels.base import IntensityError
+from .kernels.ct_geometry import axial_axis
 
 SEVERITY_LEVELS: tuple[float, ...] = (0.05, 0.10, 0.15, 0.20, 0.25)
 """The paper's five evaluation severity levels (section 3.5)."""
@@ -240,8 +242,6 @@ class Operator:
         """
         if not self.reads_labels:
             return None
-        import torchio as tio
-
         names = [
             name
             for name, image in subject.get_images_dict(intensity_only=False).items()
@@ -301,8 +301,6 @@ class Operator:
             if spacing is not None:
                 arguments['spacing'] = tuple(float(s) for s in spacing)
             if affine is not None and self._takes_slice_axis:
-                from .kernels.ct_geometry import axial_axis
-
                 try:
                     arguments['slice_axis'] = axial_axis(affine)
                 except ValueError as error:
