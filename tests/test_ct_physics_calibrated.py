@@ -25,6 +25,8 @@ from torchio_ramp.kernels import ct_noise
 from torchio_ramp.kernels import ct_physics as kernels
 from torchio_ramp.kernels.ct_geometry import AxialSlices
 from torchio_ramp.kernels.ct_geometry import axial_axis
+from torchio_ramp.kernels.ct_geometry import hu_to_mu
+from torchio_ramp.kernels.ct_geometry import simulation
 from torchio_ramp.kernels.ct_image import enhancement
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,24 +60,21 @@ def ellipse(size: int, spacing: float, slices: int, axes=(150.0, 110.0), hu=0.0)
 def test_quarter_dose_doubles_the_noise_of_a_phantom_with_known_noise():
     # native noise: a full-dose scan at 1.5e5 photons per view per mm^2 (its
     # added noise at dose 1/2 has the variance of the full-dose noise)
-    spacing = (1.5, 1.5, 3.0)
-    water = ellipse(200, 1.5, 6)
+    spacing = (2.0, 2.0, 3.0)
+    water = ellipse(160, 2.0, 4)
     native = kernels.lowdose_noise(
         water, dose=0.5, photons=1.5e5, electronic=0.0, calibrate=False,
         spacing=spacing, generator=seeded(1),
     )  # fmt: skip
     out = kernels.lowdose_noise(native, dose=0.25, spacing=spacing, generator=seeded(2))
     for rows, cols in (
-        (slice(90, 110), slice(90, 110)),
-        (slice(90, 110), slice(30, 50)),
+        (slice(70, 90), slice(70, 90)),  # the centre
+        (slice(70, 90), slice(20, 40)),  # the side
     ):
         ratio = float(out[0, rows, cols].std() / native[0, rows, cols].std())
-        assert ratio == pytest.approx(2.0, rel=0.10), ratio  # centre and side
+        assert ratio == pytest.approx(2.0, rel=0.10), ratio
     # the calibration finds the photons the native noise was made with
     slices = AxialSlices.of(native, spacing)
-    from torchio_ramp.kernels.ct_geometry import hu_to_mu
-    from torchio_ramp.kernels.ct_geometry import simulation
-
     plan = simulation(slices.size, slices.spacing)
     columns = slices.columns(native)
     p = plan.project(hu_to_mu(columns))
@@ -91,7 +90,7 @@ def test_quarter_dose_doubles_the_noise_of_the_real_example_cts(subject):
     if not path.exists():
         pytest.skip('the example CTs are not available')
     ct = tio.ScalarImage(path)
-    hu = ct.data.float()
+    hu = ct.data.float()[..., :40]  # s0002 has 112 slices: a 120 mm slab
     out = FAMILIES['lowdose_noise'](
         hu, generator=seeded(0), spacing=ct.spacing, affine=ct.affine, dose=0.25
     )

@@ -114,10 +114,6 @@ class ParallelBeam:
             view is weighted by ``arc / views`` in the back-projection (a
             limited-angle scan covers less than ``pi``).
         device: Where the sinograms and images are made.
-        detector: ``(bins, dt)``: another detector than the default (bins of
-            the smallest spacing covering the diagonal), e.g. the coarser one
-            of a projection made on a down-sampled slice, back-projected onto
-            this finer grid.
 
     Attributes:
         angles: ``(A,)`` float64 tensor of angles (radians, CPU).
@@ -132,7 +128,6 @@ class ParallelBeam:
         angles: Sequence[float] | torch.Tensor | None = None,
         arc: float = math.pi,
         device: torch.device | str = 'cpu',
-        detector: tuple[int, float] | None = None,
     ):
         height, width = (int(n) for n in shape)
         if height < 1 or width < 1:
@@ -152,10 +147,8 @@ class ParallelBeam:
         self.spacing = (dy, dx)
         self.angles = angles
         self.arc = float(arc)
-        if detector is None:
-            self.bins, self.dt = detector_bins(self.shape, self.spacing), min(dy, dx)
-        else:
-            self.bins, self.dt = int(detector[0]), float(detector[1])
+        self.bins = detector_bins(self.shape, self.spacing)
+        self.dt = min(dy, dx)
         self.device = torch.device(device)
 
     @property
