@@ -71,7 +71,7 @@ MIN_WINDOWS = 200
 MIN_NOISE = 1.0
 """Smallest native noise (HU) taken as measured (below: a noise-free image)."""
 
-CALIBRATION_SLICES = 8
+CALIBRATION_SLICES = 16
 """Slices the calibration simulates (evenly spread over those with soft tissue)."""
 
 CHUNK_BYTES = 128 << 20
@@ -127,18 +127,20 @@ def _windows(columns: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _mode(values: torch.Tensor) -> float:
-    """Mode of a histogram of ``values`` (100 bins up to the 90th percentile)."""
+    """Mode of the density of ``values``: a 200-bin histogram up to the 90th
+    percentile smoothed by a Gaussian of 4 bins (a kernel density estimate)."""
     values = values.to(torch.float64).cpu()
     top = float(torch.quantile(values[: 1 << 24], 0.9))
     if top <= 0:
         return 0.0
-    counts = torch.histc(values, bins=100, min=0.0, max=top)
+    bins = 200
+    counts = torch.histc(values, bins=bins, min=0.0, max=top)
+    offsets = torch.arange(-12, 13, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (offsets / 4.0) ** 2)
     smooth = torch.nn.functional.conv1d(
-        counts[None, None],
-        torch.tensor([[[1.0, 2.0, 3.0, 2.0, 1.0]]], dtype=counts.dtype),
-        padding=2,
+        counts[None, None], (kernel / kernel.sum())[None, None], padding=12
     )[0, 0]
-    return (int(smooth.argmax()) + 0.5) * top / 100
+    return (int(smooth.argmax()) + 0.5) * top / bins
 
 
 def noise_level(columns: torch.Tensor, windows: torch.Tensor | None = None) -> float:
@@ -283,11 +285,11 @@ def _dose_noise(
     Yu et al.'s added variance per reading for a dose fraction ``a`` of a scan
     with ``I0`` incident photons and electronic noise ``s_e``:
     ``(1 - a) / a * e^p / I0 + (1 - a^2) / a^2 * s_e^2 (e^p / I0)^2``. With
-    ``calibrate`` the full-dose quantum noise of up to
-    :data:`CALIBRATION_SLICES` slices is reconstructed in the same
-    back-projection (extra columns) and measured against the scan's own
-    (:func:`calibrated_scale` does the same on its own); FBP is linear, so the
-    added noise is then scaled by the square root of the variance ratio.
+    ``calibrate`` the full-dose noise (quantum and electronic,
+    ``e^p / I0 + s_e^2 (e^p / I0)^2``) of up to :data:`CALIBRATION_SLICES`
+    slices is reconstructed in the same back-projection (extra columns) and
+    measured against the scan's own; FBP is linear, so the added noise is then
+    scaled by the square root of the variance ratio.
     """
     slices = AxialSlices.of(x, spacing, slice_axis)
     plan = simulation(slices.size, slices.spacing, str(x.device))
@@ -307,13 +309,15 @@ def _dose_noise(
     def variance(chunk: slice) -> torch.Tensor:
         t = _transmission(plan, sources, slices.thickness, photons, chunk)
         stop = min(chunk.stop, count)
-        if chunk.start >= stop:  # calibration columns only: full-dose quantum
-            return t
+        if chunk.start >= stop:  # calibration columns only: the full-dose noise
+            return t.addcmul_(t, t, value=electronic_variance)
         own = slice(0, stop - chunk.start)
         a = fraction[:, None, chunk.start : stop]
         main = t[..., own]
         electronic_part = main.square().mul_((1 - a.square()) / a.square())
         main.mul_((1 - a) / a).add_(electronic_part, alpha=electronic_variance)
+        calibration = t[..., stop - chunk.start :]
+        calibration.addcmul_(calibration, calibration, value=electronic_variance)
         return t
 
     noise = _noise_image(plan, variance, sources.shape[-1], generator, x.device)
