@@ -231,7 +231,7 @@ def metal(
         )
     if diameter == 0:
         return x.clone()
-    columns = slices.columns(x).to(torch.float32)
+    columns = slices.columns(x)
     plan = simulation(slices.size, slices.spacing, str(x.device))
     body = (columns > -500).float().mean(dim=2).cpu() > 0.5
     avoid = None
@@ -246,13 +246,16 @@ def metal(
         avoid = slices.columns(grid[None].ne(0)).any(dim=2).cpu()
     rods = place_rods(body, diameter / 2, slices.spacing, avoid, generator)
     # mm of water and of cortical bone per voxel, at 70 keV equal to mu
-    mu = hu_to_mu(columns)
-    bone = (columns - BONE_START) / (1000 * (BONE_MU_70 / MU_WATER - 1) - BONE_START)
+    # on the projection grid: mm of water and of bone per mm, at 70 keV mu
+    mu = plan.coarsen(hu_to_mu(columns))
+    hu = plan.coarsen(columns).to(torch.float32, copy=True)  # never x itself
+    bone = hu.sub_(BONE_START).div_(1000 * (BONE_MU_70 / MU_WATER - 1) - BONE_START)
     bone = bone.clamp_(0, 1).mul_(mu)
-    water = (mu - bone).div_(MU_WATER)
+    water = mu.sub_(bone).div_(MU_WATER)
     bone = bone.div_(BONE_MU_70)
-    rod = rods.to(x.device, torch.float32)[:, :, None]
-    projected = plan.project(torch.cat([water, bone, rod], dim=2))
+    rod = plan.coarsen(rods.to(x.device, torch.float32)[:, :, None])
+    projected = plan.coarse.project_columns(torch.cat([water, bone, rod], dim=2))
+    del water, bone, mu
     count = slices.count
     p_water, p_bone, p_metal = (
         projected[..., :count],
