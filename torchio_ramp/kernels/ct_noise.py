@@ -133,12 +133,12 @@ def _mode(values: torch.Tensor) -> float:
     top = float(torch.quantile(values[: 1 << 24], 0.9))
     if top <= 0:
         return 0.0
-    bins = 200
+    bins, width, reach = 200, 4.0, 12  # the Gaussian's width and reach, in bins
     counts = torch.histc(values, bins=bins, min=0.0, max=top)
-    offsets = torch.arange(-12, 13, dtype=torch.float64)
-    kernel = torch.exp(-0.5 * (offsets / 4.0) ** 2)
+    offsets = torch.arange(-reach, reach + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (offsets / width) ** 2)
     smooth = torch.nn.functional.conv1d(
-        counts[None, None], (kernel / kernel.sum())[None, None], padding=12
+        counts[None, None], (kernel / kernel.sum())[None, None], padding=reach
     )[0, 0]
     return (int(smooth.argmax()) + 0.5) * top / bins
 
