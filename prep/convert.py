@@ -42,6 +42,7 @@ from .errors import FatalPrepError
 from .errors import PrepError
 from .errors import describe_os_error
 from .images import Geometry
+from .nnunet import check_nnunet_fold
 from .outputs import DEFAULT_NNUNET_NAMES
 from .outputs import Layout
 from .outputs import finalize
@@ -668,6 +669,8 @@ def prepare(
                 )
         selected = list(by_id) if subjects is None else sorted(set(subjects))
         cohort_split = compute_split(cohort.ids, seed, fractions)
+        if layout.format == 'nnunet':
+            check_nnunet_fold(cohort_split)
         where = split_of(cohort_split)
         for folder in layout.output_folders:
             imio.remove_stale_temporaries(folder)
@@ -848,6 +851,8 @@ def resplit(
         if not ids:
             raise PrepError(f'{root} has no prepared subjects to split')
         cohort_split = compute_split(ids, seed, fractions)
+        if layout.format == 'nnunet':
+            check_nnunet_fold(cohort_split)
         where = split_of(cohort_split)
         for subject_id, record in records.items():
             if subject_id in where and relocate(layout, record, where[subject_id]):
