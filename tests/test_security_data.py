@@ -60,11 +60,11 @@ def was_opened(paths: list[str], target: Path) -> bool:
     return any(Path(path).resolve() == target.resolve() for path in paths)
 
 
-def prepare(root: Path, *options: str) -> Path:
+def prepare(root: Path, *options: str, fractions: str = '0.5,0,0.5') -> Path:
     source, out = root / 'source', root / 'prepared'
     invoke(prep_main, ['synth', source, '--layout', 'totalseg', '--subjects', 4,
                        '--shape', '16,16,16', '--no-progress'], 0)  # fmt: skip
-    invoke(prep_main, ['totalseg', source, out, '--fractions', '0.5,0,0.5',
+    invoke(prep_main, ['totalseg', source, out, '--fractions', fractions,
                        '--no-progress', *options], 0)  # fmt: skip
     return out
 
@@ -209,7 +209,8 @@ def test_a_linked_dataset_still_loads(tmp_path):
 
 
 def test_an_nnunet_dataset_goes_through_the_same_checks(tmp_path):
-    out = prepare(tmp_path, '--format', 'nnunet', '--dataset-id', '7')
+    nnunet = ('--format', 'nnunet', '--dataset-id', '7')
+    out = prepare(tmp_path, *nnunet, fractions='0.5,0.25,0.25')
     (root,) = out.glob('Dataset007_*')
     assert len(load_split(root, 'all')) == 4
     subject_id = first_test_id(root)
