@@ -1,20 +1,28 @@
-"""Cost of the CT-physics families per volume, beside image-domain families.
+"""Cost of the CT-physics families per volume, and of the projector they use.
 
 Each ``ct_physics`` family runs on a phantom CT in Hounsfield units (default
-128^3 voxels of 1.5 mm: a 192 mm field of view) at one thread, the setting
-inside DataLoader workers; two of the paper's image-domain families run on the
-same volume windowed to [0, 1] for comparison. The first call of a family on a
-new geometry also builds the projector's sparse matrices (cached afterwards):
-it is reported separately from the median of the warm calls.
+a clinical 512 x 512 x 64 volume of 0.7 mm pixels and 3 mm slices) at one
+thread, the setting inside DataLoader workers; two of the paper's image-domain
+families run on the same volume windowed to [0, 1] for scale. The projector
+is matrix-free (its sparse blocks are built during each call and dropped), so
+the first call of a family costs what a warm one does: both are printed. The
+split says where a family's time goes: one forward projection on the
+projection grid (at most 256 pixels a side), one filtered back-projection of
+that sinogram onto the full grid, and one FBP of a full-detector noise
+sinogram (what the noise families reconstruct); ``x FP+BP`` divides a warm
+call by one forward projection plus one back-projection of the volume at the
+full geometry. The load average is printed: on a shared machine timings are
+only comparable within one run.
 
 Usage:
-    python benchmarks/ct_physics.py                  # 128^3, 3 warm calls
-    python benchmarks/ct_physics.py --size 64 --repeats 1
+    python benchmarks/ct_physics.py                         # 512 x 512 x 64
+    python benchmarks/ct_physics.py --size 128 --slices 32 --repeats 1
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -22,7 +30,8 @@ import torch
 
 from torchio_ramp.ct_physics import CT_PHYSICS_FAMILIES
 from torchio_ramp.families import FAMILIES
-from torchio_ramp.kernels import projector
+from torchio_ramp.kernels.ct_geometry import SOFT_TISSUE_MTF50
+from torchio_ramp.kernels.ct_geometry import simulation
 from torchio_ramp.phantoms import phantom_subject
 from torchio_ramp.transforms.normalization import normalize_window
 
@@ -40,13 +49,41 @@ def _time(call, repeats: int) -> tuple[float, float]:
         start = time.perf_counter()
         call(seed)
         warm.append(time.perf_counter() - start)
-    return first, statistics.median(warm)
+    return first, statistics.median(warm) if warm else first
 
 
-def measure(size: int, repeats: int, spacing: float = 1.5) -> list[tuple[str, ...]]:
+def projector_split(
+    size: int, slices: int, spacing: float, repeats: int
+) -> dict[str, float]:
+    """Seconds of the projector's parts on ``slices`` random slices."""
+    plan = simulation((size, size), (spacing, spacing))
+    image = torch.rand(size, size, slices) * 0.02
+    coarse = plan.coarsen(image)
+    sinogram = plan.coarse.project_columns(coarse)
+    noise = torch.randn(plan.fine.views, plan.fine.bins, slices)
+    parts = {
+        'forward projection (projection grid)': lambda _: plan.project(image),
+        'FBP onto the full grid': lambda _: plan.reconstruct(sinogram.clone()),
+        'noise FBP (full detector)': lambda _: plan.fine.fbp_columns(
+            noise, mtf50=SOFT_TISSUE_MTF50
+        ),
+        'full forward projection': lambda _: plan.fine.project_columns(image),
+        'full back-projection': lambda _: plan.fine.backproject_columns(noise),
+    }
+    return {name: _time(call, repeats)[1] for name, call in parts.items()}
+
+
+def measure(
+    size: int,
+    repeats: int,
+    slices: int | None = None,
+    spacing: float = 0.7,
+) -> list[tuple[str, ...]]:
     """Rows ``(family, domain, parameters, first s, warm s)`` at level 0.15."""
-    subject = phantom_subject((size, size, size), (spacing,) * 3, seed=0)
+    slices = size if slices is None else slices
+    subject = phantom_subject((size, size, slices), (spacing, spacing, 3.0), seed=0)
     hu = subject.ct.data.float()
+    labels = subject['label'].data if 'label' in subject else None
     normalized = normalize_window(hu, -200.0, 300.0)
     rows = []
     for name in (*CT_PHYSICS_FAMILIES, *IMAGE_DOMAIN):
@@ -54,7 +91,10 @@ def measure(size: int, repeats: int, spacing: float = 1.5) -> list[tuple[str, ..
         arguments = operator.parameters_at(0.15)
         on_hu = operator.domain == 'hu'
         image = hu if on_hu else normalized
-        extra = {'spacing': subject.ct.spacing} if on_hu else {}
+        extra = {}
+        if on_hu:
+            extra = {'spacing': subject.ct.spacing, 'affine': subject.ct.affine}
+            extra['labels'] = labels
 
         def call(
             seed, operator=operator, image=image, extra=extra, arguments=arguments
@@ -62,8 +102,6 @@ def measure(size: int, repeats: int, spacing: float = 1.5) -> list[tuple[str, ..
             generator = torch.Generator().manual_seed(seed)
             return operator(image, generator=generator, **extra, **arguments)
 
-        projector._projection_blocks.cache_clear()
-        projector._backprojection_blocks.cache_clear()
         first, warm = _time(call, repeats)
         shown = ', '.join(
             f'{k}={v:.3g}'
@@ -76,18 +114,33 @@ def measure(size: int, repeats: int, spacing: float = 1.5) -> list[tuple[str, ..
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--size', type=int, default=128)
-    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--size', type=int, default=512)
+    parser.add_argument('--slices', type=int, default=64)
+    parser.add_argument('--spacing', type=float, default=0.7)
+    parser.add_argument('--repeats', type=int, default=2)
     arguments = parser.parse_args()
     torch.set_num_threads(1)
-    rows = measure(arguments.size, arguments.repeats)
-    size = arguments.size
-    print(f'{size}^3 volume, 1 thread, level 0.15, median of {arguments.repeats}')
+    size, slices, spacing = arguments.size, arguments.slices, arguments.spacing
+    load = os.getloadavg()
+    split = projector_split(size, slices, spacing, arguments.repeats)
+    rows = measure(size, arguments.repeats, slices, spacing)
+    full = split['full forward projection'] + split['full back-projection']
+    print(
+        f'{size} x {size} x {slices} volume, {spacing} mm pixels, 1 thread, level'
+        f' 0.15, median of {arguments.repeats}; load average'
+        f' {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} (before the run)'
+    )
     print()
-    print('| family | domain | parameters | first call (s) | warm call (s) |')
-    print('|---|---|---|---|---|')
+    print('| projector part | warm call (s) |')
+    print('|---|---|')
+    for name, seconds in split.items():
+        print(f'| {name} | {seconds:.2f} |')
+    print()
+    print('| family | domain | parameters | first call (s) | warm call (s) | x FP+BP |')
+    print('|---|---|---|---|---|---|')
     for row in rows:
-        print('| ' + ' | '.join(row) + ' |')
+        print('| ' + ' | '.join(row) + f' | {float(row[4]) / full:.2f} |')
+    print(f'\nload average after the run: {os.getloadavg()[0]:.1f}')
 
 
 if __name__ == '__main__':

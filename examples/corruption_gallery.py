@@ -12,6 +12,10 @@ Usage:
     python examples/corruption_gallery.py --families ct_physics --ct ct.nii.gz
 
 The phantom is synthetic; with ``--ct`` any CT in Hounsfield units works.
+Families that read organs (``contrast_phase``) or keep implants off them
+(``metal``) take the label map of ``--label`` (a five-class map, or a
+TotalSegmentator ``segmentations/`` folder beside ``--ct``, merged the way
+``ramp-prep`` merges it).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
 import torch
 import torchio as tio
 
@@ -28,21 +33,27 @@ from torchio_ramp import Corruption
 from torchio_ramp import CTNormalize
 from torchio_ramp.families import POOLS
 from torchio_ramp.families import check_families
+from torchio_ramp.labels import merge_totalseg_masks
 from torchio_ramp.phantoms import phantom_subject
 
 HERE = Path(__file__).resolve().parent
 
 
 def corruption_grid(
-    ct: tio.ScalarImage, seed: int = 0, families: str | None = None
+    ct: tio.ScalarImage,
+    seed: int = 0,
+    families: str | None = None,
+    label: tio.LabelMap | None = None,
 ) -> dict[tuple[str, float], torch.Tensor]:
     """The middle axial slice of ``ct`` for every (family, level) and clean.
 
-    Families on Hounsfield units corrupt ``ct`` before :class:`CTNormalize`,
-    the others the normalised image (as the stress test makes its volumes).
+    Families on Hounsfield units corrupt ``ct`` (with ``label``, read only)
+    before :class:`CTNormalize`, the others the normalised image (as the
+    stress test makes its volumes).
     """
     normalize = CTNormalize()
     normalized = normalize(ct)
+    scan = tio.Subject(ct=ct) if label is None else tio.Subject(ct=ct, label=label)
     k = normalized.shape[-1] // 2
     slices = {('clean', 0.0): normalized.data[0, :, :, k]}
     for row, family in enumerate(check_families(families)):
@@ -51,7 +62,10 @@ def corruption_grid(
             # one seed per cell, as in the stress test (random axes, shifts...)
             cell_seed = seed + 100 * row + column
             corruption = Corruption(family, level=level, seed=cell_seed)
-            corrupted = normalize(corruption(ct)) if on_hu else corruption(normalized)
+            if on_hu:
+                corrupted = normalize(corruption(scan).ct)
+            else:
+                corrupted = corruption(normalized)
             slices[family, level] = corrupted.data[0, :, :, k]
     return slices
 
@@ -97,6 +111,26 @@ def draw(slices: dict[tuple[str, float], torch.Tensor], path: Path, title: str) 
     plt.close(figure)
 
 
+def label_map(ct: Path, label: str | None) -> tio.LabelMap | None:
+    """``--label``, or the merged TotalSegmentator masks beside ``ct``, or None."""
+    if label is not None:
+        return tio.LabelMap(label)
+    folder = ct.parent / 'segmentations'
+    if not folder.is_dir():
+        return None
+    import nibabel
+
+    def load(structure: str) -> np.ndarray:
+        path = folder / f'{structure}.nii.gz'
+        if not path.exists():
+            return np.zeros(nibabel.load(ct).shape, dtype=np.uint8)
+        return np.asarray(nibabel.load(path).dataobj) > 0
+
+    merged = merge_totalseg_masks(load)
+    affine = nibabel.load(ct).affine
+    return tio.LabelMap(tensor=torch.from_numpy(merged.label[None]), affine=affine)
+
+
 @click.command()
 @click.option(
     '--ct',
@@ -109,6 +143,11 @@ def draw(slices: dict[tuple[str, float], torch.Tensor], path: Path, title: str) 
     help='PNG to write [default: figures/corruption_gallery.png, or'
     ' figures/<pool>_gallery.png for another pool].',
 )
+@click.option(
+    '--label',
+    type=click.Path(exists=True, dir_okay=False),
+    help='Label map of --ct (default: its TotalSegmentator segmentations/, if any).',
+)
 @click.option('--seed', type=int, default=0, show_default=True)
 @click.option(
     '--families',
@@ -117,22 +156,28 @@ def draw(slices: dict[tuple[str, float], torch.Tensor], path: Path, title: str) 
     show_default=True,
     help='Pool of families (rows).',
 )
-def main(ct: str | None, out: str | None, seed: int, families: str) -> None:
+def main(
+    ct: str | None, out: str | None, label: str | None, seed: int, families: str
+) -> None:
     """Save the families x levels corruption gallery as a PNG."""
     if out is None:
         stem = 'corruption_gallery' if families == 'paper' else f'{families}_gallery'
         out = str(HERE / 'figures' / f'{stem}.png')
     pool = 'RAMP' if families == 'paper' else 'CT-physics'  # in the title
+    labels = None
     if ct is None:
-        image = phantom_subject(
+        phantom = phantom_subject(
             shape=(96, 96, 32), spacing=(1.5, 1.5, 3.0), seed=seed
-        ).ct
+        )
+        image, labels = phantom.ct, phantom['label']
         title = f'{pool} corruption families x severity levels (synthetic phantom)'
     else:
         image = tio.ScalarImage(ct)
+        labels = label_map(Path(ct), label)
         name = f'{Path(ct).parent.name}/{Path(ct).name}'
         title = f'{pool} corruption families x severity levels ({name})'
-    draw(corruption_grid(image, seed=seed, families=families), Path(out), title)
+    grid = corruption_grid(image, seed=seed, families=families, label=labels)
+    draw(grid, Path(out), title)
     click.echo(f'Wrote {out}')
 
 

@@ -18,12 +18,9 @@ export nnUNet_raw="$work/nnUNet_raw"
 export nnUNet_preprocessed="$work/nnUNet_preprocessed"
 export nnUNet_results="$work/nnUNet_results"
 # Small CPU: two processes for nnU-Net's exports (and two inference threads),
-# data augmentation in the training process (nnUNet_n_proc_DA=0 below), and
-# the tiny schedule of the *_Tiny trainers.
+# data augmentation in the training process (nnUNet_n_proc_DA=0 below); the
+# *_Tiny trainers train 2 epochs of 5 iterations (subclass them for more).
 export nnUNet_def_n_proc="${nnUNet_def_n_proc:-2}"
-export RAMP_NNUNET_TINY_EPOCHS="${RAMP_NNUNET_TINY_EPOCHS:-2}"
-export RAMP_NNUNET_TINY_ITERATIONS="${RAMP_NNUNET_TINY_ITERATIONS:-5}"
-export RAMP_NNUNET_TINY_VAL_ITERATIONS="${RAMP_NNUNET_TINY_VAL_ITERATIONS:-2}"
 
 # 1. Ten SYNTHETIC phantoms, exported as an nnU-Net raw dataset (seed-42 split:
 #    7 train, 1 val, 2 test)
@@ -39,8 +36,15 @@ nnUNetv2_plan_and_preprocess -d "$dataset_id" --verify_dataset_integrity \
 #    the command checks it and is safe to re-run)
 ramp-prep nnunet-splits "$dataset_id"
 
-# 4. Make the RAMP trainers visible to nnUNetv2_train (idempotent)
-python -m torchio_ramp.nnunet install
+# 4. Make the RAMP trainers visible to nnUNetv2_train: nnU-Net's own
+#    nnUNet_extTrainer where nnU-Net's trainer search works, else the
+#    installed module (removed again at the end if this script installed it)
+export nnUNet_extTrainer
+nnUNet_extTrainer="$(python -m torchio_ramp.nnunet ext-path)"
+if ! python -m torchio_ramp.nnunet check; then
+    python -m torchio_ramp.nnunet install
+    trap 'python -m torchio_ramp.nnunet uninstall' EXIT
+fi
 
 # 5. Stock nnU-Net and RAMP, same tiny schedule, stock command, CPU
 for trainer in nnUNetTrainer_Tiny nnUNetTrainerRAMP_Tiny; do
@@ -48,8 +52,9 @@ for trainer in nnUNetTrainer_Tiny nnUNetTrainerRAMP_Tiny; do
         -device cpu
 done
 
-# 6. Stress test both through nnU-Net's own predictor (with its test-time
-#    mirroring): clean + 13 families at level 0.2 on the 2 test phantoms
+# 6. Stress test both through nnU-Net's own predictor (one pass per window,
+#    no test-time mirroring): clean + 13 families at level 0.2 on the 2 test
+#    phantoms
 for trainer in nnUNetTrainer_Tiny nnUNetTrainerRAMP_Tiny; do
     ramp-stress run \
         --nnunet "$nnUNet_results/$dataset/${trainer}__nnUNetPlans__3d_fullres" \
@@ -62,3 +67,9 @@ ramp-stress report "$work/stress/nnUNetTrainer_Tiny" \
     "$work/stress/nnUNetTrainerRAMP_Tiny" --out "$work/report" \
     --baseline nnUNetTrainer_Tiny --resamples 200
 echo "Report: $work/report/report.md"
+
+# 8. The RAMP model as a stock nnUNetTrainer model folder: plain nnU-Net
+#    predicts with it, without torchio-ramp installed
+python -m torchio_ramp.nnunet export-model \
+    "$nnUNet_results/$dataset/nnUNetTrainerRAMP_Tiny__nnUNetPlans__3d_fullres" \
+    "$work/exported"

@@ -43,6 +43,7 @@ from .errors import PrepError
 from .errors import describe_os_error
 from .errors import require_regular_file
 from .images import Geometry
+from .nnunet import check_nnunet_fold
 from .outputs import DEFAULT_NNUNET_NAMES
 from .outputs import Layout
 from .outputs import finalize
@@ -731,6 +732,8 @@ def prepare(
                 )
         selected = list(by_id) if subjects is None else sorted(set(subjects))
         cohort_split = _cohort_split(cohort, seed, fractions, release)
+        if layout.format == 'nnunet':
+            check_nnunet_fold(cohort_split)
         where = split_of(cohort_split)
         removed = remove_temporaries(layout)
 
@@ -931,6 +934,8 @@ def split_again(
         if not ids:
             raise PrepError(f'{root} has no prepared subjects to split')
         cohort_split = compute_split(ids, seed, fractions)
+        if layout.format == 'nnunet':
+            check_nnunet_fold(cohort_split)
         where = split_of(cohort_split)
         for subject_id, record in records.items():
             if subject_id in where and relocate(layout, record, where[subject_id]):

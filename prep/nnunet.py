@@ -7,13 +7,23 @@ none. :func:`write_nnunet_splits` writes it there from the raw folder's
 ``splits.json`` at any time (after a re-split, or when nnU-Net already made
 its own five-fold file), checking every id against the preprocessed cases.
 No nnU-Net import is needed.
+
+nnU-Net needs at least one training and one validation case in the fold (its
+data loader fails with ``'a' cannot be empty`` otherwise): an export whose
+split has none is refused (:func:`check_nnunet_fold`). After ``ramp-prep
+split`` moved cases between ``imagesTr`` and ``imagesTs``, planning must run
+again, and it stops (a bare ``AssertionError``) on the preprocessed
+``splits_final.json`` of the old split: ``nnunet-splits --overwrite``
+replaces that file with the new split first, then says to re-plan.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from torchio_ramp.datasets import SPLITS_JSON
 
@@ -23,6 +33,39 @@ from .outputs import read_json
 from .outputs import write_json
 
 _DATASET_NAME = re.compile(r'Dataset(\d{3})_[A-Za-z0-9-]+')
+
+
+def check_nnunet_fold(split: Mapping[str, Any]) -> None:
+    """Refuse a split whose train or val list is empty (nnU-Net fails on it).
+
+    Raises:
+        PrepError: Naming the empty list, the cohort size and the fix.
+
+    Example:
+        >>> check_nnunet_fold({'train': ['a', 'b', 'c'], 'val': [], 'test': ['d']})
+        Traceback (most recent call last):
+        ...
+        ramp_prep.errors.PrepError: --format nnunet: the val split of these 4 subjects is empty, and nnU-Net's fold 0 needs at least one training and one validation case (it fails with "'a' cannot be empty"); pass --fractions with a val fraction of at least 1/4 (e.g. --fractions 0.5,0.25,0.25), or add subjects
+    """  # noqa: E501
+    sizes = {name: len(split.get(name) or []) for name in ('train', 'val', 'test')}
+    empty = [name for name in ('train', 'val') if not sizes[name]]
+    if not empty:
+        return
+    total = sum(sizes.values())
+    fix = 'add subjects'
+    if total >= 3:
+        val = min(0.5, max(0.15, -(-100 // total) / 100))
+        fix = (
+            f'pass --fractions with a val fraction of at least 1/{total} (e.g.'
+            f' --fractions {1 - 2 * val:g},{val:g},{val:g}), or add subjects'
+        )
+    message = (
+        f'--format nnunet: the {" and ".join(empty)} split of these {total}'
+        " subjects is empty, and nnU-Net's fold 0 needs at least one training"
+        ' and one validation case (it fails with "\'a\' cannot be empty");'
+        f' {fix}'
+    )
+    raise PrepError(message)
 
 
 def nnunet_folder(env: str, given: Path | None, option: str) -> Path:
@@ -127,25 +170,76 @@ def write_nnunet_splits(
             f'{raw_folder} has no {SPLITS_JSON}: it was not exported by '
             '`ramp-prep ... --format nnunet`'
         )
-    splits = read_json(splits_path)
-    fold = {'train': list(splits['train']), 'val': list(splits['val'])}
+    fold = read_fold(splits_path)
+    check_nnunet_fold(fold)
     missing = sorted(set(fold['train'] + fold['val']) - preprocessed_cases(target))
-    if missing:
-        raise PrepError(
-            f'{len(missing)} id(s) of {splits_path} were not preprocessed by '
-            f'nnU-Net in {target} (e.g. {missing[0]}): re-run '
-            'nnUNetv2_plan_and_preprocess'
-        )
     path = target / SPLITS_FINAL_JSON
-    if path.is_file():
-        current = read_json(path)
-        if current == [fold]:
-            return path, fold, 'unchanged'
+    replan = (
+        f'nnUNetv2_plan_and_preprocess -d {raw_folder.name[7:10]}'
+        ' --verify_dataset_integrity'
+    )
+    try:
+        current = read_json(path) if path.is_file() else None
+    except PrepError as error:
         if not overwrite:
+            raise PrepError(f'{error}; pass --overwrite to replace it') from error
+        current = 'damaged'
+    if current == [fold]:
+        if missing:
             raise PrepError(
-                f'{path} holds another split ({len(current)} fold(s)); pass '
-                '--overwrite to replace it (models trained on its folds no longer '
-                'match their fold number)'
+                f'{len(missing)} id(s) of {splits_path} were not preprocessed by'
+                f' nnU-Net in {target} (e.g. {missing[0]}): run {replan}'
             )
+        return path, fold, 'unchanged'
+    if current is not None and not overwrite:
+        stale = (
+            f'; it is stale: {len(missing)} id(s) of the new split (e.g.'
+            f' {missing[0]}) are not preprocessed, and planning stops on it (its'
+            " split must equal the export's)"
+            if missing
+            else ''
+        )
+        raise PrepError(
+            f'{path} holds another split ({_describe(current)}){stale}; pass'
+            ' --overwrite to replace it (models trained on its folds no longer'
+            ' match their fold number)'
+        )
     write_json(path, [fold])
+    if missing:
+        return path, fold, f'written; now run {replan} for {len(missing)} new id(s)'
     return path, fold, 'written'
+
+
+def _describe(current: Any) -> str:
+    if isinstance(current, list):
+        return f'{len(current)} fold(s)'
+    return f'not a list of folds but a {type(current).__name__}'
+
+
+def read_fold(splits_path: Path) -> dict[str, list[str]]:
+    """Train and val ids of an export's ``splits.json``.
+
+    Raises:
+        PrepError: If the file is not JSON, or its ``train``/``val`` are not
+            lists of ids (the message names the file and the key).
+
+    Example:
+        >>> read_fold(Path('Dataset777_X/splits.json'))  # doctest: +SKIP
+        {'train': [...], 'val': [...]}
+    """
+    splits = read_json(splits_path)
+    if not isinstance(splits, dict):
+        raise PrepError(
+            f'{splits_path} must hold a JSON object with "train" and "val", not'
+            f' {type(splits).__name__}'
+        )
+    fold = {}
+    for key in ('train', 'val'):
+        ids = splits.get(key)
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise PrepError(
+                f'{splits_path}: "{key}" must be a list of subject ids, not'
+                f' {ids!r:.80}; re-run `ramp-prep split` on the export'
+            )
+        fold[key] = list(ids)
+    return fold

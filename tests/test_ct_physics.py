@@ -25,7 +25,7 @@ from torchio_ramp.families import POOLS
 from torchio_ramp.families import check_families
 from torchio_ramp.kernels import IntensityError
 from torchio_ramp.kernels import ct_physics as kernels
-from torchio_ramp.kernels.projector import ParallelBeam
+from torchio_ramp.kernels.ct_geometry import simulation
 from torchio_ramp.stress.protocol import Setting
 from torchio_ramp.stress.protocol import StressProtocol
 
@@ -126,7 +126,8 @@ def test_lowdose_noise_is_larger_in_the_centre_than_at_the_edge():
     centre = noise[0, 42:54, 42:54].std()
     # near the end of the long axis (x = +-0.42 of the width): short paths
     edge = torch.cat([noise[0, 42:54, 12:20], noise[0, 42:54, 76:84]]).std()
-    assert centre > 1.2 * edge, (float(centre), float(edge))
+    # the bowtie evens it out but does not undo it
+    assert centre > 1.1 * edge, (float(centre), float(edge))
 
 
 def test_full_dose_adds_nothing():
@@ -160,7 +161,7 @@ def test_ring_profile_peaks_at_the_radii_of_the_perturbed_elements():
     )
     difference = (out - hu)[0, :, :, 0]
     assert float(difference.abs().max()) == pytest.approx(40.0, rel=1e-4)
-    beam = kernels.geometry(hu, spacing)
+    beam = simulation((64, 64), spacing[:2]).fine
     elements, _ = kernels.ring_elements(beam, 0.06, seeded(3))
     radii = ((elements - (beam.bins - 1) / 2).abs() * beam.dt / spacing[0]).numpy()
     profile = _radial_profile(difference, spacing[0])[:31]
@@ -206,13 +207,13 @@ def test_limited_angle_error_grows_with_the_wedge():
 
 def test_beam_hardening_cups_the_body_and_darkens_between_bones():
     water = ellipse(size=64, slices=1, axes=(0.4, 0.4))
-    out = kernels.beam_hardening(water, strength=0.02, spacing=SPACING)
+    out = kernels.beam_hardening(water, cupping=30.0, spacing=SPACING)
     centre, rim = out[0, 30:34, 30:34].mean(), out[0, 30:34, 12:16].mean()
     assert float(rim - centre) > 10  # cupping, HU
     bones = ellipse(size=64, slices=1, axes=(0.4, 0.4), bones=True)
-    hardened = kernels.beam_hardening(bones, strength=0.02, spacing=SPACING)
+    hardened = kernels.beam_hardening(bones, cupping=30.0, spacing=SPACING)
     plain = kernels.beam_hardening(
-        bones, strength=0.02, bone_weight=0.0, spacing=SPACING
+        bones, cupping=30.0, bone_weight=0.0, spacing=SPACING
     )
     between = (slice(None), slice(30, 34), slice(29, 35), slice(None))
     assert float((hardened - plain)[between].mean()) < -5  # dark band
@@ -235,12 +236,12 @@ def test_rigid_motion_grows_with_the_shift_and_vanishes_without_it():
     assert errors[0] < errors[1] < errors[2], errors
 
 
-def test_photon_starvation_is_worse_with_fewer_photons_and_biased_low():
+def test_photon_starvation_is_worse_with_fewer_counts():
     hu = ellipse(size=64, slices=2, bones=True)
     errors = []
-    for photons in (1e5, 1e3, 30.0):
+    for counts in (200.0, 20.0, 1.0):
         out = kernels.photon_starvation(
-            hu, photons=photons, spacing=SPACING, generator=seeded(0)
+            hu, counts=counts, spacing=SPACING, generator=seeded(0)
         )
         errors.append(float((out - hu)[hu > -500].std()))
     assert errors[0] < errors[1] < errors[2], errors
@@ -259,32 +260,50 @@ def test_a_larger_body_is_noisier_at_the_same_dose():
 
 # Kernel contract on HU -------------------------------------------------------------
 
-PARAMETERS = {name: FAMILIES[name].parameters_at(0.2) for name in CT_PHYSICS_FAMILIES}
-RANDOM = set(CT_PHYSICS_FAMILIES) - {'beam_hardening'}
+FAMILY_NAMES = (*CT_PHYSICS_FAMILIES, 'limited_angle')
+PARAMETERS = {name: FAMILIES[name].parameters_at(0.2) for name in FAMILY_NAMES}
+DETERMINISTIC = {'beam_hardening', 'reconstruction_kernel', 'contrast_phase'}
+RANDOM = set(FAMILY_NAMES) - DETERMINISTIC
 
 
-@pytest.mark.parametrize('name', CT_PHYSICS_FAMILIES)
+def _labels(hu: torch.Tensor) -> torch.Tensor:
+    """A label map of an ellipse phantom: liver (1) and kidneys (3)."""
+    return (hu > -500).to(torch.uint8) + 2 * (hu > 500).to(torch.uint8)
+
+
+def _extra(name: str, hu: torch.Tensor) -> dict:
+    return {'labels': _labels(hu)} if FAMILIES[name].reads_labels else {}
+
+
+@pytest.mark.parametrize('name', FAMILY_NAMES)
 def test_output_contract_and_batch(name):
     kernel = FAMILIES[name].kernel
     hu = ellipse(size=32, slices=2, bones=True)
     hu64 = hu.double()
     before = hu.clone()
-    out = kernel(hu, generator=seeded(1), spacing=SPACING, **PARAMETERS[name])
+    extra = _extra(name, hu)
+    labels_before = {k: v.clone() for k, v in extra.items()}
+    out = kernel(hu, generator=seeded(1), spacing=SPACING, **extra, **PARAMETERS[name])
+    for key, value in extra.items():
+        assert torch.equal(value, labels_before[key])  # labels only read
     assert torch.equal(hu, before)  # input untouched
     assert out.shape == hu.shape and out.dtype == hu.dtype
     assert out.data_ptr() != hu.data_ptr()
     assert torch.isfinite(out).all() and float(out.min()) >= kernels.HU_FLOOR
     assert not torch.equal(out, hu)
-    again = kernel(hu, generator=seeded(1), spacing=SPACING, **PARAMETERS[name])
+    arguments = {**extra, **PARAMETERS[name]}
+    again = kernel(hu, generator=seeded(1), spacing=SPACING, **arguments)
     assert torch.equal(out, again)  # a seed fixes the result
-    other = kernel(hu, generator=seeded(2), spacing=SPACING, **PARAMETERS[name])
+    other = kernel(hu, generator=seeded(2), spacing=SPACING, **arguments)
     assert torch.equal(out, other) == (name not in RANDOM)
-    assert kernel(
-        hu64, generator=seeded(1), spacing=SPACING, **PARAMETERS[name]
-    ).dtype == (torch.float64)
+    assert kernel(hu64, generator=seeded(1), spacing=SPACING, **arguments).dtype == (
+        torch.float64
+    )
     # batched path: one generator draws the samples in order; per-sample values
     batch = torch.stack([hu, hu])
-    together = kernel(batch, generator=seeded(1), spacing=SPACING, **PARAMETERS[name])
+    batch_extra = {k: [v, v] for k, v in extra.items()}
+    batch_arguments = {**PARAMETERS[name], **batch_extra}
+    together = kernel(batch, generator=seeded(1), spacing=SPACING, **batch_arguments)
     torch.testing.assert_close(together[0], out, rtol=0, atol=1e-3)
     (key,) = FAMILIES[name].parameter_names
     values = [FAMILIES[name].parameters_at(level)[key] for level in (0.1, 0.25)]
@@ -292,15 +311,15 @@ def test_output_contract_and_batch(name):
         batch,
         generator=[seeded(1), seeded(1)],
         spacing=SPACING,
-        **{**PARAMETERS[name], key: values},
+        **{**batch_arguments, key: values},
     )
     single = kernel(
-        hu, generator=seeded(1), spacing=SPACING, **{**PARAMETERS[name], key: values[1]}
+        hu, generator=seeded(1), spacing=SPACING, **{**arguments, key: values[1]}
     )
     torch.testing.assert_close(per_sample[1], single, rtol=0, atol=1e-3)
 
 
-@pytest.mark.parametrize('name', CT_PHYSICS_FAMILIES)
+@pytest.mark.parametrize('name', FAMILY_NAMES)
 def test_bad_input_is_refused_with_a_clear_error(name):
     operator = FAMILIES[name]
     arguments = PARAMETERS[name]
@@ -316,6 +335,8 @@ def test_bad_input_is_refused_with_a_clear_error(name):
         operator(torch.full((1, 8, 8, 2), 1e6), **arguments)
     with pytest.raises(ValueError, match='spacing must be 2 or 3 positive numbers'):
         operator.kernel(ellipse(8, 1), spacing=(0.0, 1.0, 1.0), **arguments)
+    with pytest.raises(ValueError, match='slice_axis must be 0, 1 or 2'):
+        operator.kernel(ellipse(8, 1), slice_axis=3, **arguments)
     subject = tio.Subject(ct=tio.ScalarImage(tensor=normalised))
     with pytest.raises(IntensityError, match=r'image "ct" has values in \[0, 1\]'):
         tr.RandomCorruption(name)(subject)
@@ -352,8 +373,8 @@ def test_transform_history_replays_bit_for_bit_and_labels_are_untouched(name):
 
 def test_every_family_has_a_named_transform_and_units():
     named = {catalogue.HU[n]().operator.name for n in catalogue.HU}
-    assert named == set(CT_PHYSICS_FAMILIES)
-    for name in CT_PHYSICS_FAMILIES:
+    assert named == set(FAMILY_NAMES)
+    for name in FAMILY_NAMES:
         (parameter,) = FAMILIES[name].parameters
         assert parameter.doc  # units or meaning, shown in tables and reports
 
@@ -361,6 +382,7 @@ def test_every_family_has_a_named_transform_and_units():
 def test_the_pool_is_named_and_outside_the_paper_defaults():
     assert check_families('ct_physics') == CT_PHYSICS_FAMILIES == POOLS['ct_physics']
     assert not set(CT_PHYSICS_FAMILIES) & set(tr.RampCorrupt().families)
+    assert 'limited_angle' in FAMILIES and 'limited_angle' not in CT_PHYSICS_FAMILIES
     assert check_families(['paper']) == tr.RampCorrupt().families
     assert (
         tr.families.severity_table(families='ct_physics')[0]['family']
@@ -395,7 +417,16 @@ def test_stress_protocol_corrupts_hu_then_normalises():
     protocol = StressProtocol(families='ct_physics', levels=[0.2])
     image = protocol.normalize(subject)
     ct = subject.ct
-    volumes = dict(protocol.volumes(image, 's1', hu=ct.data, spacing=ct.spacing))
+    volumes = dict(
+        protocol.volumes(
+            image,
+            's1',
+            hu=ct.data,
+            spacing=ct.spacing,
+            affine=ct.affine,
+            labels=subject.seg.data,
+        )
+    )
     assert len(volumes) == 1 + len(CT_PHYSICS_FAMILIES)
     for setting, volume in volumes.items():
         assert volume.shape == image.shape
@@ -417,29 +448,36 @@ def test_stress_protocol_corrupts_hu_then_normalises():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
-@pytest.mark.parametrize('name', CT_PHYSICS_FAMILIES)
+@pytest.mark.parametrize('name', FAMILY_NAMES)
 def test_cuda_matches_cpu_with_a_cpu_generator(name):
     hu = ellipse(size=48, slices=2, bones=True)
     kernel = FAMILIES[name].kernel
-    cpu = kernel(hu, generator=seeded(5), spacing=SPACING, **PARAMETERS[name])
-    cuda = kernel(hu.cuda(), generator=seeded(5), spacing=SPACING, **PARAMETERS[name])
+    arguments = {**_extra(name, hu), **PARAMETERS[name]}
+    cpu = kernel(hu, generator=seeded(5), spacing=SPACING, **arguments)
+    cuda_extra = {k: v.cuda() for k, v in _extra(name, hu).items()}
+    cuda = kernel(
+        hu.cuda(),
+        generator=seeded(5),
+        spacing=SPACING,
+        **{**arguments, **cuda_extra},
+    )
     assert cuda.device.type == 'cuda'
     # float32 sums in another order: agreement to 0.1% of the artifact's range
     scale = float((cpu - hu).abs().max())
     torch.testing.assert_close(cuda.cpu(), cpu, rtol=0, atol=1e-3 * scale + 1e-2)
 
 
-def test_beam_projector_is_shared_between_calls():
-    # the sparse matrices are built once per geometry (cached)
-    hu = ellipse(size=32, slices=1)
-    beam = kernels.geometry(hu, SPACING)
-    assert isinstance(beam, ParallelBeam)
+def test_small_geometries_keep_their_blocks_large_ones_stream():
     from torchio_ramp.kernels import projector
 
-    projector._projection_blocks.cache_clear()
-    kernels.lowdose_noise(hu, dose=0.5, spacing=SPACING, generator=seeded(0))
-    kernels.lowdose_noise(hu, dose=0.5, spacing=SPACING, generator=seeded(1))
-    assert projector._projection_blocks.cache_info().hits >= 1
+    small = projector.ParallelBeam((32, 32), (3.0, 3.0))
+    assert small._entries() <= projector.CACHE_ENTRIES
+    first = small._matrices('back', 0, 4, True, torch.device('cpu'))
+    assert small._matrices('back', 0, 4, True, torch.device('cpu')) is first
+    large = projector.ParallelBeam((512, 512), (0.7, 0.7))
+    assert large._entries() > projector.CACHE_ENTRIES
+    one = large._matrices('back', 0, 1, True, torch.device('cpu'))
+    assert large._matrices('back', 0, 1, True, torch.device('cpu')) is not one
 
 
 # ramp-stress ------------------------------------------------------------------------
@@ -492,8 +530,14 @@ def test_levels_table_names_the_physical_units():
     assert units['lowdose_noise', 'dose'] == '%'
     assert units['ring', 'peak ring amplitude'] == 'HU'
     assert units['sparse_view', 'views over 180 deg'] == 'views'
-    assert units['limited_angle', 'missing arc'] == 'deg'
     assert units['rigid_motion', 'in-plane shift'] == 'mm'
+    assert units['metal', 'rod diameter'] == 'mm'
+    assert units['beam_hardening', 'cupping of 200 mm water'] == 'HU'
+    assert units['photon_starvation', 'counts on the widest ray'] == 'photons'
+    assert units['reconstruction_kernel', 'kernel MTF50'] == 'lp/mm'
+    assert units['contrast_phase', 'time after injection'] == 's'
+    assert units['dose_modulation', 'mean dose'] == '%'
+    assert {row['family'] for row in rows} == set(CT_PHYSICS_FAMILIES)
     (dose,) = [row for row in rows if row['family'] == 'lowdose_noise']
     assert dose['values'][0.25] == pytest.approx(10.0)  # 10% of the dose
     (views,) = [r for r in rows if r['quantity'] == 'views over 180 deg']

@@ -12,6 +12,7 @@ import gzip
 import json
 import os
 import shutil
+import struct
 from pathlib import Path
 
 import nibabel as nib
@@ -26,6 +27,7 @@ from ramp_prep.cli import main as prep_main
 from ramp_prep.errors import FatalPrepError
 from torchio_ramp.datasets import data_fingerprint
 from torchio_ramp.datasets import load_split
+from torchio_ramp.files import file_sha256
 from torchio_ramp.integrity import IntegrityError
 from torchio_ramp.integrity import check_nifti
 from torchio_ramp.stress.cli import main as stress_main
@@ -250,6 +252,57 @@ def test_stress_cli_refuses_a_truncated_ct_and_scores_nothing(prepared, tmp_path
         assert image.name in result.output
         assert not (out / 'results.csv').exists()
         assert not (out / 'summary.json').exists()
+
+
+# Zero voxel spacing -----------------------------------------------------------------
+
+
+def zero_spacing(root: Path, path: Path, fields: tuple[str, ...]) -> None:
+    """Write a zero spacing into the header of ``path`` (pixdim[1] and/or the
+    first column of the sform), and record the new file in the manifest, so
+    only the header is wrong."""
+    data = bytearray(gzip.decompress(path.read_bytes()))
+    if 'pixdim' in fields:
+        struct.pack_into('<f', data, 80, 0.0)
+    if 'sform' in fields:
+        for offset in (280, 296, 312):
+            struct.pack_into('<f', data, offset, 0.0)
+    path.write_bytes(gzip.compress(bytes(data)))
+    table = list(manifest(root).values())
+    for row in table:
+        for key in ('image', 'label'):
+            if root / row[key] == path:
+                row[f'{key}_sha256'] = file_sha256(path)
+                row[f'{key}_bytes'] = str(path.stat().st_size)
+    with (root / 'manifest.csv').open('w', newline='') as f:
+        writer = csv.DictWriter(f, list(table[0]), lineterminator='\n')
+        writer.writeheader()
+        writer.writerows(table)
+
+
+@pytest.mark.parametrize('fields', [('pixdim',), ('sform',)])
+@pytest.mark.parametrize('which', ['image', 'label'])
+def test_a_zero_spacing_is_refused_naming_the_file(prepared, which, fields):
+    _, image, label = first(prepared)
+    path = image if which == 'image' else label
+    zero_spacing(prepared, path, fields)
+    for mode in ('sha256', 'size'):
+        with pytest.raises(IntegrityError, match=rf'{path.name}: zero or non-finite'):
+            load_split(prepared, 'test', verify=mode)
+
+
+def test_stress_cli_refuses_a_zero_spacing_and_scores_nothing(prepared, tmp_path):
+    _, image, _ = first(prepared)
+    zero_spacing(prepared, image, ('pixdim', 'sform'))
+    model = tmp_path / 'm.pt'
+    torch.jit.save(torch.jit.script(torch.nn.Conv3d(1, 6, 1)), model)
+    model.with_suffix('.json').write_text('{"hu_range": [-200, 300], "patch_size": 16}')
+    out = tmp_path / 'out'
+    result = invoke(stress_main, ['run', '--model', model, '--data', prepared, '--out',
+                                  out, '--families', 'blur', '--levels', 0.1,
+                                  '--no-progress'], 1)  # fmt: skip
+    assert f'{image}: zero or non-finite voxel spacing' in result.output
+    assert not (out / 'results.csv').exists()
 
 
 # ramp-prep: non-finite CTs, full disks ---------------------------------------------

@@ -17,6 +17,7 @@ import torch
 
 from ramp_prep.cli import main as prep_main
 from tests.prep_fixtures import invoke_cli as invoke
+from tests.test_faults_data import zero_spacing
 from torchio_ramp.integrity import IntegrityError
 from torchio_ramp.models import UNET_PRESETS
 from torchio_ramp.models import UNet3d
@@ -73,6 +74,75 @@ def test_bad_options_are_usage_errors(prepared, tmp_path, option, value, needle)
     assert f"Invalid value for '{option}'" in result.output
     assert needle in result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ('option', 'values', 'needle'),
+    [
+        ('--lr', ['inf'], 'must be a finite number > 0, not inf'),
+        ('--lr', ['nan'], 'must be a finite number > 0, not nan'),
+        ('--lr', ['0'], 'must be a finite number > 0, not 0.0'),
+        ('--lr', ['-1e-3'], 'must be a finite number > 0, not -0.001'),
+        ('--weight-decay', ['nan'], 'must be a finite number >= 0, not nan'),
+        ('--weight-decay', ['-1'], 'must be a finite number >= 0, not -1.0'),
+        ('--p-corrupt', ['nan'], 'must be a finite number in [0, 1], not nan'),
+        ('--p-corrupt', ['1.5'], 'must be a finite number in [0, 1], not 1.5'),
+        ('--hu-range', ['-inf', '300'], 'must be a finite number, not -inf'),
+        ('--hu-range', ['300', '-200'], 'LOW must be below HIGH'),
+        ('--queue-length', ['0'], '0 is not in the range x>=1'),
+        ('--samples-per-volume', ['-1'], '-1 is not in the range x>=1'),
+    ],
+)
+def test_numeric_options_are_finite_usage_errors(
+    prepared, tmp_path, option, values, needle
+):
+    out = tmp_path / 'run'
+    result = invoke(main, ['--data', prepared, '--out', out, option, *values], 2)
+    assert f"Invalid value for '{option}'" in result.output
+    assert needle in result.output
+    assert not out.exists()
+
+
+def test_an_empty_out_is_a_usage_error(prepared, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(main, ['--data', prepared, '--out', '', *TINY], 2)
+    assert "Invalid value for '--out': '' is not a folder name" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ('field', 'value'),
+    [('lr', float('inf')), ('lr', 0), ('weight_decay', float('nan')), ('lr', '1')],
+)
+def test_training_config_refuses_non_finite_numbers(tmp_path, field, value):
+    with pytest.raises(ValueError, match=rf'{field} must be a finite number'):
+        TrainingConfig('data', str(tmp_path), **{field: value})
+    with pytest.raises(ValueError, match='hu_range must be finite with low < high'):
+        TrainingConfig('data', str(tmp_path), hu_range=(float('-inf'), 300))
+
+
+@pytest.mark.parametrize(
+    ('environment', 'needle'),
+    [
+        ({'RANK': 'x'}, "variable RANK='x' (set by torchrun) must be an integer >= 0"),
+        ({'LOCAL_RANK': '-1'}, "LOCAL_RANK='-1' (set by torchrun) must be an integer"),
+        (
+            {'WORLD_SIZE': '0'},
+            "WORLD_SIZE='0' (set by torchrun) must be an integer >= 1",
+        ),
+        ({'WORLD_SIZE': 'two'}, "WORLD_SIZE='two'"),
+        ({'RANK': '1'}, 'RANK=1 and WORLD_SIZE=1 (set by torchrun) disagree'),
+    ],
+)
+def test_torchrun_variables_are_named(
+    prepared, tmp_path, monkeypatch, environment, needle
+):
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    result = invoke(main, ['--data', prepared, '--out', tmp_path / 'run', '--device',
+                           'cpu', *TINY], 1)  # fmt: skip
+    assert needle in result.output
+    assert not (tmp_path / 'run').exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='needs a machine without CUDA')
@@ -203,6 +273,19 @@ def test_training_refuses_an_edited_train_label(prepared, tmp_path):
     result = invoke(main, ['--data', data, '--out', tmp_path / 'cli', '--device',
                            'cpu', *TINY], 1)  # fmt: skip
     assert f'{train_id}.nii.gz' in result.output and 'manifest.csv' in result.output
+
+
+def test_training_names_a_ct_with_a_zero_spacing(prepared, tmp_path):
+    import shutil
+
+    data = tmp_path / 'data'
+    shutil.copytree(prepared, data)
+    train_id = json.loads((data / 'splits.json').read_text())['train'][0]
+    image = data / 'images' / f'{train_id}.nii.gz'
+    zero_spacing(data, image, ('pixdim', 'sform'))
+    result = invoke(main, ['--data', data, '--out', tmp_path / 'run', '--device',
+                           'cpu', *TINY], 1)  # fmt: skip
+    assert f'{image}: zero or non-finite voxel spacing' in result.output
 
 
 # torchrun over a finished single-process stress run ----------------------------------

@@ -20,7 +20,9 @@ from monai.transforms import Compose  # noqa: E402
 from torchio_ramp import CTNormalize  # noqa: E402
 from torchio_ramp import Ramp  # noqa: E402
 from torchio_ramp import RampCorrupt  # noqa: E402
+from torchio_ramp import RampSpatial  # noqa: E402
 from torchio_ramp.monai import ApplyTorchIOd  # noqa: E402
+from torchio_ramp.monai import BatchRampCorruptd  # noqa: E402
 from torchio_ramp.monai import CTNormalized  # noqa: E402
 from torchio_ramp.monai import RampCorruptd  # noqa: E402
 from torchio_ramp.monai import Rampd  # noqa: E402
@@ -165,7 +167,7 @@ def test_missing_keys_and_bad_entries_give_clear_errors():
     nothing = {'label': torch.zeros(1, 4, 4, 4)}
     assert tolerant(nothing)['label'] is nothing['label']
     with pytest.raises(ValueError, match=r"entry 'image' must be channel-first"):
-        corrupt.set_random_state(seed=0)({'image': torch.rand(8, 8, 8), 'pet': 0})
+        corrupt.set_random_state(seed=0)({'image': torch.rand(8, 8), 'pet': 0})
     with pytest.raises(TypeError, match=r"entry 'image' must be a numpy array"):
         RampCorruptd('image')({'image': [[0.5]]})
     with pytest.raises(ValueError, match='share'):
@@ -238,3 +240,145 @@ def test_import_error_names_the_extra():
     )
     assert 'torchio-ramp' in completed.stdout
     assert "'.[monai]'" in completed.stdout
+
+
+def _flipping_state(transform, data, keep=lambda record: True):
+    """A random state whose draw flips at least one axis (and passes ``keep``)."""
+    for state in range(50):
+        out = transform.set_random_state(seed=state)(dict(data))
+        record = out['image'].applied_operations[-1]['extra_info']
+        if any(flip['axes'] for flip in record['flips']) and keep(record):
+            return state, out, record
+    raise AssertionError('no flip in 50 draws')
+
+
+def test_flips_update_the_affine_as_monai_flipd_and_invertd_restores_them():
+    from monai.transforms import Flipd
+    from monai.transforms import Invertd
+
+    data = _sample()
+    pipeline = Compose(
+        [Rampd('image', label_keys='label', intensity=False, corruption=False)]
+    )
+    _, out, record = _flipping_state(
+        pipeline, data, keep=lambda r: not r['not_invertible']
+    )
+    axes = [axis for flip in record['flips'] for axis in flip['axes']]
+    # MONAI's own flip of the same axes: same arrays, same affine
+    monai_flip = Flipd(['image', 'label'], spatial_axis=axes)(_sample())
+    for key in ('image', 'label'):
+        assert torch.equal(out[key].as_tensor(), monai_flip[key].as_tensor())
+        assert torch.allclose(out[key].affine, monai_flip[key].affine)
+        assert not torch.allclose(out[key].affine, AFFINE)
+    # Invertd maps the image, the label and a prediction back
+    out['pred'] = out['label'].clone()
+    inverter = Invertd(
+        keys=['pred', 'image', 'label'],  # each inverted entry replaces its own
+        transform=pipeline,
+        orig_keys=['label', 'image', 'label'],
+    )
+    restored = inverter(out)
+    for key, original in (('image', 'image'), ('label', 'label'), ('pred', 'label')):
+        assert torch.equal(restored[key].as_tensor(), data[original].as_tensor())
+        assert torch.allclose(restored[key].affine, AFFINE)
+
+
+def test_invertd_undoes_the_flip_of_corrupted_images_and_refuses_elastic():
+    from monai.transforms import Invertd
+
+    data = _sample()
+    pipeline = Compose([Rampd('image', label_keys='label', corruption=False)])
+    _, out, _ = _flipping_state(pipeline, data, keep=lambda r: not r['not_invertible'])
+    restored = Invertd(keys='label', transform=pipeline, orig_keys='label')(out)
+    assert torch.equal(restored['label'].as_tensor(), data['label'].as_tensor())
+
+    elastic = Compose(
+        [
+            RandApplyTorchIOd(
+                'image', RampSpatial(flip_probability=0, elastic_probability=1)
+            )
+        ]
+    )
+    deformed = elastic.set_random_state(seed=0)(_sample())
+    with pytest.raises(RuntimeError) as raised:  # MONAI wraps the error
+        Invertd(keys='image', transform=elastic, orig_keys='image')(deformed)
+    cause = str(raised.value.__cause__)
+    assert "cannot invert entry 'image': the sample was resampled by" in cause
+
+
+def test_laterality_swap_is_undone_by_the_inverse():
+    from monai.transforms import Invertd
+
+    # the patient's left-right axis is the first array axis here
+    data = _sample()
+    options = {'intensity': False, 'corruption': False, 'label_pairs': {1: 3}}
+    pipeline = Compose([Rampd('image', label_keys='label', **options)])
+
+    def lateral(record):
+        return not record['not_invertible'] and any(
+            0 in flip['axes'] for flip in record['flips']
+        )
+
+    _, out, record = _flipping_state(pipeline, data, keep=lateral)
+    axes = [1 + axis for flip in record['flips'] for axis in flip['axes']]
+    plain = data['label'].as_tensor().flip(axes)
+    assert not torch.equal(out['label'].as_tensor(), plain)  # 1 and 3 swapped
+    assert torch.equal(out['label'].as_tensor(), 4 * (plain > 0) - plain)
+    restored = Invertd(keys='label', transform=pipeline, orig_keys='label')(out)
+    assert torch.equal(restored['label'].as_tensor(), data['label'].as_tensor())
+
+
+def test_2d_images_are_transformed_as_torchio_does_with_a_unit_depth():
+    data = {key: value[..., 5] for key, value in _sample().items()}
+    assert data['image'].shape == (1, 20, 18)
+    for state in range(4):
+        augment = Rampd('image', label_keys='label').set_random_state(seed=state)
+        out = augment(dict(data))
+        as_3d = {key: value[..., None] for key, value in data.items()}
+        expected = _torchio(Ramp(), as_3d, augment.seed, labels=['label'])
+        assert out['image'].shape == (1, 20, 18) and out['label'].shape == (1, 20, 18)
+        assert torch.equal(out['image'].as_tensor(), expected['image'].data[..., 0])
+        assert torch.equal(out['label'].as_tensor(), expected['label'].data[..., 0])
+    corrupted = RampCorruptd('image', p=1).set_random_state(seed=0)(dict(data))
+    assert corrupted['image'].shape == (1, 20, 18)
+    with pytest.raises(ValueError, match='2-D and 3-D entries cannot be mixed'):
+        Rampd('image', label_keys='label')({**data, 'label': _sample()['label']})
+
+
+def test_a_label_key_that_is_not_in_the_data_is_refused():
+    data = _sample()
+    typo = Rampd('image', label_keys='lable').set_random_state(seed=0)
+    with pytest.raises(KeyError, match=r"label_keys \['lable'\] of Rampd are not in"):
+        typo(data)
+    unlabelled = Rampd('image', label_keys='label', allow_missing_label_keys=True)
+    out = unlabelled.set_random_state(seed=0)({'image': data['image']})
+    assert set(out) == {'image'}
+
+
+def test_batch_ramp_corruptd_after_a_dataloader_equals_ramp_corrupt_per_sample():
+    from monai.data import list_data_collate
+
+    items = [_sample(seed) for seed in range(3)]
+    loader = DataLoader(
+        Dataset(items), batch_size=3, num_workers=0, collate_fn=list_data_collate
+    )
+    batch = next(iter(loader))
+    assert isinstance(batch['image'], MetaTensor) and batch['image'].shape[0] == 3
+    corrupt = BatchRampCorruptd('image', p=1, num_corruptions=2)
+    out = corrupt.set_random_state(seed=5)(batch)
+    assert isinstance(out['image'], MetaTensor)
+    assert out['label'] is batch['label']
+    assert len(set(corrupt.seeds)) == 3
+    for index, seed in enumerate(corrupt.seeds):
+        torch.manual_seed(seed)
+        expected = RampCorrupt(p=1, num_corruptions=2)(
+            tio.ScalarImage(tensor=items[index]['image'].as_tensor())
+        )
+        assert torch.equal(out['image'][index].as_tensor(), expected.data)
+    again = corrupt.set_random_state(seed=5)(batch)
+    assert torch.equal(again['image'].as_tensor(), out['image'].as_tensor())
+    # a batch of 2-D images (B, C, H, W)
+    flat = corrupt({'image': batch['image'][..., 0]})
+    assert flat['image'].shape == (3, 1, 20, 18)
+    with pytest.raises(ValueError, match=r"entry 'image' must be a batch"):
+        corrupt({'image': torch.rand(8, 8)})

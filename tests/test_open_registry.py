@@ -224,6 +224,7 @@ POOL_FILES = {'torchio_ramp/families.py', 'tests/test_registry.py'}
 NOT_COUNTS = {
     ('tests/test_kernels_reference.py', '13'): 'odd image sizes, e.g. (2, 13, 7, 5)',
     ('tests/test_batch.py', '65'): 'one of a list of arbitrary seeds',
+    ('tests/test_distance_kernels.py', '13'): 'a 2-D mask shape, (13, 4)',
 }
 """Literals that are not counts of families or settings (with the reason)."""
 

@@ -154,3 +154,26 @@ def test_nnunet_needs_a_dataset_id(tmp_path):
             dataset_name='bad name',
             progress=False,
         )
+
+
+def test_an_export_without_a_validation_case_is_refused(tmp_path):
+    # nnU-Net's data loader fails on an empty validation list ('a' cannot be
+    # empty); 5 subjects with the default fractions have none
+    src = tmp_path / 'src'
+    make_totalseg(src, n=5)
+    with pytest.raises(PrepError, match='the val split of these 5 subjects is empty'):
+        prepare('totalseg', src, tmp_path / 'out', fmt='nnunet', dataset_id=42,
+                progress=False)  # fmt: skip
+    assert not list((tmp_path / 'out').rglob('*.nii.gz'))  # nothing converted
+    # the fix the message names works
+    prepare('totalseg', src, tmp_path / 'out', fmt='nnunet', dataset_id=42,
+            fractions=(0.6, 0.2, 0.2), progress=False)  # fmt: skip
+    root = tmp_path / 'out' / 'Dataset042_RampTotalSegSynth'
+    (fold,) = json.loads((root / 'splits_final.json').read_text())
+    assert len(fold['train']) == 3 and len(fold['val']) == 1
+    # a re-split of the export that would empty it is refused too, unchanged
+    with pytest.raises(PrepError, match=r'--fractions 0\.6,0\.2,0\.2'):
+        resplit(root, 7, (0.7, 0.15, 0.15))
+    assert json.loads((root / 'splits_final.json').read_text()) == [fold]
+    # the ramp layout has no such constraint
+    prepare('totalseg', src, tmp_path / 'plain', progress=False)

@@ -120,12 +120,18 @@ def test_command_values_become_the_spec():
     [
         (['--nnunet', 'folder', '--batch-size', '4'], '--batch-size cannot be used'),
         (['--model', 'm.pt2', '--fold', '1'], '--fold cannot be used with --model'),
+        (['--model', 'm.pt2', '--mirroring'], '--mirroring cannot be used with'),
     ],
 )
 def test_the_command_refuses_options_of_the_other_kind(tmp_path, arguments, message):
     arguments += ['--data', str(tmp_path), '--out', str(tmp_path / 'out')]
     result = CliRunner().invoke(main, ['run', *arguments])
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_nnunet_runs_mirror_only_when_asked():
+    assert RunSpec.of('nnunet', 'f', nnunet='folder').mirroring is False
+    assert RunSpec.of('nnunet', 'f', nnunet='folder', mirroring=True).mirroring
 
 
 def test_levels_reads_a_spacing_as_every_tool_does():

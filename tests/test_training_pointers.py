@@ -27,7 +27,9 @@ def test_ramp_train_recommends_best_pt2_and_config_json_lists_it(tmp_path):
     lines = result.output.splitlines()
     model = run / 'best.pt2'
     assert model.is_file()
-    assert f'Model: {model} (torch.export; best.pt is the legacy' in result.output
+    assert f'Model: {model} (torch.export), {run / "best.pt"} (TorchScript)' in (
+        result.output
+    )
     assert lines[-1].startswith(f'Stress test: ramp-stress run --model {model} ')
     files = json.loads((run / 'config.json').read_text())['files']
     assert files['torch_export'] == 'best.pt2' and files['torchscript'] == 'best.pt'

@@ -6,6 +6,22 @@
 :mod:`torchio_ramp.phantoms`; :func:`phantom_subject` and :func:`make_phantom`
 are re-exported here, where earlier releases defined them.
 
+A prepared folder may come from someone else, so nothing in it is trusted as
+written (see :func:`subject_file`, :func:`read_splits`):
+
+* every path of ``manifest.csv`` stays in the folder: relative, without
+  ``..``, an image in an image folder (:data:`IMAGE_FOLDERS`) and a label in a
+  label folder (:data:`LABEL_FOLDERS`), and no link leading out of that
+  folder, except a CT that ``ramp-prep --link`` linked (``linked`` is
+  ``yes``), which must lead into the source folder recorded in
+  ``dataset.json``;
+* each id has one row, and no two rows name the same file;
+* the splits are lists of ids, each id in one split only and in the
+  manifest;
+* the hashes (or, with ``verify='size'``, the sizes) that the verification
+  compares are present in every row: a blank one is an error, never a
+  reason to skip the check.
+
 The on-disk names shared with ``ramp-prep`` are defined here
 (:data:`DATASET_JSON`, :data:`SPLITS_JSON`, :data:`MANIFEST_CSV`).
 """
@@ -15,11 +31,15 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from pathlib import Path
+from pathlib import PurePosixPath
+from pathlib import PureWindowsPath
 from typing import Any
 
 import torchio as tio
 
+from .integrity import IntegrityError
 from .integrity import file_sha256
 from .integrity import verify_file
 from .integrity import verify_mode
@@ -40,6 +60,15 @@ MANIFEST_CSV = 'manifest.csv'
 
 SPLIT_NAMES: tuple[str, ...] = ('train', 'val', 'test')
 """Split names, in the order the split rule fills them."""
+
+IMAGE_FOLDERS: tuple[str, ...] = ('images', 'imagesTr', 'imagesTs')
+"""Folders of a prepared dataset that hold CTs (default and nnU-Net layouts)."""
+
+LABEL_FOLDERS: tuple[str, ...] = ('labels', 'labelsTr', 'labelsTs')
+"""Folders of a prepared dataset that hold label maps."""
+
+_FOLDERS = {'image': IMAGE_FOLDERS, 'label': LABEL_FOLDERS}
+_SHA256 = re.compile(r'[0-9a-fA-F]{64}')
 
 TOOL_NAME = 'ramp-prep'
 """Value of ``dataset.json['tool']`` in every folder written by ``ramp-prep``."""
@@ -131,6 +160,8 @@ def _read_manifest(root: Path) -> dict[str, dict[str, str]]:
         raise ValueError(message) from error
     if rows and not {'id', 'image', 'label'} <= set(rows[0]):
         raise ValueError(f'{path} lacks the columns id, image, label')
+    manifest: dict[str, dict[str, str]] = {}
+    lines: dict[str, int] = {}
     for number, row in enumerate(rows, start=2):
         if None in row or None in row.values() or not row['id'] or not row['image']:
             message = (
@@ -138,7 +169,73 @@ def _read_manifest(root: Path) -> dict[str, dict[str, str]]:
                 f' re-run `ramp-prep split {root}`.'
             )
             raise ValueError(message)
-    return {row['id']: row for row in rows}
+        for key in ('id', 'image', 'label'):
+            first = lines.setdefault(f'{key}\0{row[key]}', number)
+            if first != number:
+                what = (
+                    f'subject {row[key]!r}'
+                    if key == 'id'
+                    else f'the {key} {row[key]!r}'
+                )
+                message = (
+                    f'{path}: lines {first} and {number} both list {what}; each'
+                    f' subject has one row and its own files. Re-run `ramp-prep'
+                    f' split {root}`.'
+                )
+                raise ValueError(message)
+        manifest[row['id']] = row
+    return manifest
+
+
+def subject_file(root: str | Path, row: dict[str, str], key: str) -> Path:
+    """The image or label file that a manifest row names, kept inside the dataset.
+
+    Args:
+        root: The prepared folder.
+        row: The subject's row of ``manifest.csv``.
+        key: ``'image'`` or ``'label'``.
+
+    Returns:
+        ``root / row[key]``, once it is known to stay in its folder.
+
+    Raises:
+        ValueError: Naming the manifest and the subject, for an absolute path,
+            a ``..``, an image outside :data:`IMAGE_FOLDERS` (or a label outside
+            :data:`LABEL_FOLDERS`), or a link leading out of its folder.
+
+    Example:
+        >>> row = {'id': 's1', 'image': '../../etc/passwd', 'label': 'labels/s1.nii.gz'}
+        >>> subject_file('prepared', row, 'image')
+        Traceback (most recent call last):
+        ...
+        ValueError: prepared/manifest.csv, subject 's1': the image '../../etc/passwd' leaves the dataset folder (.. in the path)
+    """  # noqa: E501
+    root = Path(root)
+    text = row.get(key) or ''
+    where = f'{root / MANIFEST_CSV}, subject {row.get("id")!r}: the {key} {text!r}'
+    relative = PurePosixPath(text)
+    if '\\' in text or relative.is_absolute() or PureWindowsPath(text).anchor:
+        message = f'{where} is an absolute path; the manifest holds paths in {root}'
+        raise ValueError(message)
+    if '..' in relative.parts:
+        raise ValueError(f'{where} leaves the dataset folder (.. in the path)')
+    folders = _FOLDERS[key]
+    if len(relative.parts) < 2 or relative.parts[0] not in folders:
+        article = 'an' if key == 'image' else 'a'
+        message = f'{where} is not in {article} {key} folder ({", ".join(folders)})'
+        raise ValueError(message)
+    path = root / relative
+    target = path.resolve()
+    if target.is_relative_to(root.resolve() / relative.parts[0]):
+        return path
+    if key == 'image' and row.get('linked') == 'yes':
+        source = read_dataset_info(root).get('source')
+        folder = source.get('path') if isinstance(source, dict) else None
+        if isinstance(folder, str) and target.is_relative_to(Path(folder).resolve()):
+            return path  # linked by ramp-prep --link to the recorded source
+        where += ' (linked by ramp-prep --link)'
+    message = f'{where} is a link to {target}, outside {root / relative.parts[0]}'
+    raise ValueError(message)
 
 
 def read_splits(root: str | Path) -> dict[str, Any]:
@@ -154,7 +251,8 @@ def read_splits(root: str | Path) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: If the file is missing.
-        ValueError: If it is not valid JSON or lacks a split.
+        ValueError: If it is not valid JSON, lacks a split, or an id is
+            listed twice or in two splits.
 
     Example:
         >>> splits = read_splits('prepared/totalseg')  # doctest: +SKIP
@@ -168,9 +266,25 @@ def read_splits(root: str | Path) -> dict[str, Any]:
         splits = json.loads(path.read_text(encoding='utf-8'))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f'{path} is not valid JSON: {error}') from error
+    if not isinstance(splits, dict):
+        raise ValueError(f'{path} is not a JSON object of splits')
     missing = [name for name in SPLIT_NAMES if name not in splits]
     if missing:
         raise ValueError(f'{path} lacks the split(s) {missing}')
+    split_of: dict[str, str] = {}
+    for name in SPLIT_NAMES:
+        ids = splits[name]
+        if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+            raise ValueError(f'{path}: {name!r} must be a list of subject ids')
+        for subject_id in ids:
+            other = split_of.setdefault(subject_id, name)
+            if other != name:
+                message = f'{path}: {subject_id!r} is in both {other!r} and {name!r}'
+            elif ids.count(subject_id) > 1:
+                message = f'{path}: {subject_id!r} is listed twice in {name!r}'
+            else:
+                continue
+            raise ValueError(f'{message}; run `ramp-prep split {root}`.')
     return splits
 
 
@@ -204,8 +318,10 @@ def verify_subject(
 
     Raises:
         FileNotFoundError: If a file is missing.
+        ValueError: If a path leaves the dataset (see :func:`subject_file`).
         ~torchio_ramp.integrity.IntegrityError: If a file differs from the
-            manifest or is truncated (the message names it).
+            manifest or is truncated (the message names it), or the row lacks
+            the hash (``'sha256'``) or size (``'size'``) to compare.
 
     Example:
         >>> verify_subject('prepared', {'id': 's1', 'image': ...})  # doctest: +SKIP
@@ -215,12 +331,24 @@ def verify_subject(
     manifest = root / MANIFEST_CSV
     paths = {}
     for key in ('image', 'label'):
-        path = root / row[key]
+        path = subject_file(root, row, key)
+        size = _recorded_size(row, key, manifest)
+        sha256 = row.get(f'{key}_sha256') or ''
+        column = f'{key}_sha256' if mode == 'sha256' else f'{key}_bytes'
+        if (mode == 'sha256' and not _SHA256.fullmatch(sha256)) or (
+            mode == 'size' and size is None
+        ):
+            message = (
+                f'{manifest}, subject {row["id"]!r}: {column} is blank or not'
+                f' valid ({row.get(column)!r}), so {path} cannot be verified'
+                f' ({mode}); re-run `ramp-prep split {root}`'
+            )
+            raise IntegrityError(message)
         try:
             verify_file(
                 path,
-                size=_recorded_size(row, key, manifest),
-                sha256=row.get(f'{key}_sha256') or None,
+                size=size,
+                sha256=sha256.lower() or None,
                 mode=mode,
                 recorded_in=str(manifest),
             )
@@ -253,7 +381,7 @@ def data_fingerprint(root: str | Path, subject_ids: list[str]) -> str:
         row = manifest.get(subject_id)
         if row is None:
             raise ValueError(f'{root / MANIFEST_CSV} has no subject {subject_id!r}')
-        hashes = [file_sha256(root / row[key]) for key in ('image', 'label')]
+        hashes = [file_sha256(subject_file(root, row, k)) for k in ('image', 'label')]
         lines.append(f'{subject_id}\t{hashes[0]}:{hashes[1]}')
     return hashlib.sha256('\n'.join(lines).encode('utf-8')).hexdigest()
 
@@ -303,15 +431,16 @@ def load_split(
     info = read_dataset_info(root)
     splits = read_splits(root)
     manifest = _read_manifest(root)
-    names = SPLIT_NAMES if split == 'all' else (split,)
-    ids = [i for name in names for i in splits[name]]
-    subjects = []
-    for subject_id in ids:
+    for subject_id in (i for name in SPLIT_NAMES for i in splits[name]):
         if subject_id not in manifest:
             raise ValueError(
                 f'{root / SPLITS_JSON} lists {subject_id!r} but '
                 f'{root / MANIFEST_CSV} does not; run `ramp-prep split {root}`.'
             )
+    names = SPLIT_NAMES if split == 'all' else (split,)
+    ids = [i for name in names for i in splits[name]]
+    subjects = []
+    for subject_id in ids:
         paths = verify_subject(root, manifest[subject_id], verify=mode)
         subjects.append(
             tio.Subject(
@@ -339,6 +468,8 @@ __all__ = [
     'CLASS_NAMES',
     'DATASET_JSON',
     'HU',
+    'IMAGE_FOLDERS',
+    'LABEL_FOLDERS',
     'MANIFEST_CSV',
     'SPLITS_JSON',
     'SPLIT_NAMES',
@@ -350,5 +481,6 @@ __all__ = [
     'phantom_subject',
     'read_dataset_info',
     'read_splits',
+    'subject_file',
     'verify_subject',
 ]

@@ -305,7 +305,7 @@ def check_families(
         >>> check_families(['blur', 'stripe'])
         ('blur', 'stripe')
         >>> check_families('ct_physics')[:2]
-        ('lowdose_noise', 'ring')
+        ('lowdose_noise', 'dose_modulation')
     """
     if names is None:
         return PAPER_FAMILIES

@@ -38,6 +38,14 @@ VERIFY_ENV = 'RAMP_VERIFY'
 
 _HASHES: dict[tuple[int, int, int, int], str] = {}
 
+# Per header size (NIfTI-1, NIfTI-2): the type of dim, the type of the real
+# fields, the offset of pixdim, the type and offset of sform_code, and the
+# offsets of srow_x, srow_y, srow_z.
+_HEADER_LAYOUTS = {
+    348: ('h', 'f', 76, 'h', 254, (280, 296, 312)),
+    540: ('q', 'd', 104, 'i', 348, (400, 432, 464)),
+}
+
 
 class IntegrityError(ValueError):
     """A file is truncated, corrupt, or differs from what was recorded.
@@ -102,6 +110,55 @@ def nifti_payload_size(header: bytes) -> int | None:
     return int(offset) + voxels * bitpix // 8
 
 
+def nifti_spacing_problem(header: bytes) -> str | None:
+    """What is wrong with the voxel spacing of a single-file NIfTI header.
+
+    A spacing of 0 (or NaN, Inf) in ``pixdim`` or in a column of the
+    ``sform`` makes readers disagree: SimpleITK replaces it by 1 mm, NiBabel
+    cannot invert the affine, and an image read one way no longer lies on its
+    label read the other way.
+
+    Args:
+        header: The first 348 (NIfTI-1) or 540 (NIfTI-2) bytes.
+
+    Returns:
+        ``None`` if every spatial spacing is finite and non-zero (or the
+        header is not NIfTI), else a description.
+
+    Example:
+        >>> import nibabel as nib, numpy as np
+        >>> header = nib.Nifti1Image(np.zeros((2, 3, 4), np.int16), np.eye(4)).header
+        >>> nifti_spacing_problem(header.binaryblock) is None
+        True
+        >>> block = bytearray(header.binaryblock)
+        >>> block[80:84] = bytes(4)  # pixdim[1] = 0
+        >>> nifti_spacing_problem(bytes(block))
+        'zero or non-finite voxel spacing in its header (pixdim (0.0, 1.0, 1.0))'
+    """
+    for endian in '<>':
+        size = struct.unpack(endian + 'i', header[:4])[0] if len(header) >= 4 else 0
+        layout = _HEADER_LAYOUTS.get(size)
+        if layout is not None and len(header) >= size:
+            break
+    else:
+        return None
+    dim, real, pixdim_at, code, code_at, srows = layout
+
+    def read(fmt: str, offset: int) -> tuple:
+        return struct.unpack_from(endian + fmt, header, offset)
+
+    spatial = max(1, min(int(read(dim, 40 if dim == 'h' else 16)[0]), 3))
+    spacing = tuple(float(v) for v in read('8' + real, pixdim_at)[1 : 1 + spatial])
+    if not all(math.isfinite(v) and v != 0 for v in spacing):
+        return f'zero or non-finite voxel spacing in its header (pixdim {spacing})'
+    if read(code, code_at)[0] > 0:
+        rows = [read('4' + real, offset) for offset in srows]
+        norms = [math.hypot(*(row[axis] for row in rows)) for axis in range(spatial)]
+        if not all(math.isfinite(n) and n > 0 for n in norms):
+            return 'zero or non-finite voxel spacing in its sform (srow_x/y/z)'
+    return None
+
+
 def is_gzip_name(path: Path) -> bool:
     """Whether ``path`` is named as a gzip file (``.gz``)."""
     return path.name.endswith('.gz')
@@ -124,8 +181,15 @@ def expected_size(path: Path) -> int | None:
         return None
 
 
+def _check_spacing(path: Path, header: bytes) -> None:
+    problem = nifti_spacing_problem(header)
+    if problem is not None:
+        raise IntegrityError(f'{path}: {problem}; re-create it with a valid spacing')
+
+
 def check_nifti(path: str | Path) -> None:
-    """Refuse a NIfTI file that is shorter than its header says (quick).
+    """Refuse a NIfTI file that is shorter than its header says (quick), or
+    whose header has a zero voxel spacing (:func:`nifti_spacing_problem`).
 
     For ``.nii.gz`` the uncompressed size in the gzip trailer (modulo 2**32)
     must equal the size the header implies; for ``.nii`` the file must be at
@@ -167,6 +231,7 @@ def check_nifti(path: str | Path) -> None:
             if expected is None:
                 message = f'{path}: not a NIfTI-1/NIfTI-2 image (no valid header)'
                 raise IntegrityError(message)
+            _check_spacing(path, head)
             if stored != expected % (1 << 32):
                 message = (
                     f'{path}: truncated or corrupt gzip data (the gzip trailer says'
@@ -175,6 +240,8 @@ def check_nifti(path: str | Path) -> None:
                 )
                 raise IntegrityError(message)
         else:
+            with path.open('rb') as f:
+                _check_spacing(path, f.read(540))
             expected = expected_size(path)
             actual = path.stat().st_size
             if actual < 348:
@@ -271,6 +338,7 @@ __all__ = [
     'expected_size',
     'file_sha256',
     'nifti_payload_size',
+    'nifti_spacing_problem',
     'verify_file',
     'verify_mode',
 ]

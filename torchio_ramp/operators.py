@@ -22,10 +22,12 @@ from dataclasses import field
 from typing import Any
 
 import torch
+import torchio as tio
 
 from .arguments import parse_size
 from .kernels.base import DOMAINS
 from .kernels.base import IntensityError
+from .kernels.ct_geometry import axial_axis
 
 SEVERITY_LEVELS: tuple[float, ...] = (0.05, 0.10, 0.15, 0.20, 0.25)
 """The paper's five evaluation severity levels (section 3.5)."""
@@ -218,12 +220,52 @@ class Operator:
         """Whether the kernel takes ``out=`` (may write into its input)."""
         return 'out' in inspect.signature(self.kernel).parameters
 
+    @functools.cached_property
+    def reads_labels(self) -> bool:
+        """Whether the kernel reads the label map (``labels=``, never written)."""
+        return 'labels' in inspect.signature(self.kernel).parameters
+
+    @functools.cached_property
+    def _takes_slice_axis(self) -> bool:
+        return 'slice_axis' in inspect.signature(self.kernel).parameters
+
+    def labels_of(self, subject: Any) -> torch.Tensor | None:
+        """The label map of a ``tio.Subject`` if the kernel reads one, else ``None``.
+
+        The subject's single :class:`torchio.LabelMap` (its data tensor, read
+        only by the kernel); ``None`` without one (a kernel that needs it says
+        so).
+
+        Raises:
+            ValueError: The kernel reads labels and the subject has several
+                label maps (naming them).
+        """
+        if not self.reads_labels:
+            return None
+        names = [
+            name
+            for name, image in subject.get_images_dict(intensity_only=False).items()
+            if isinstance(image, tio.LabelMap)
+        ]
+        if not names:
+            return None
+        if len(names) > 1:
+            message = (
+                f'Operator "{self.name}" reads the organs of the subject\'s label'
+                f' map and needs one tio.LabelMap; found {len(names)}:'
+                f' {", ".join(names)}'
+            )
+            raise ValueError(message)
+        return subject[names[0]].data
+
     def __call__(
         self,
         x: torch.Tensor,
         generator: torch.Generator | None = None,
         out: torch.Tensor | None = None,
         spacing: Sequence[float] | None = None,
+        affine: Any = None,
+        labels: torch.Tensor | None = None,
         **arguments: Any,
     ) -> torch.Tensor:
         """Apply the kernel with validated ``arguments`` (options default).
@@ -232,8 +274,13 @@ class Operator:
         keywords of a kernel (e.g. ``axis``) are for direct kernel calls.
         ``out``: write the result into this tensor (it may be ``x``, which is
         then overwritten), for kernels that take it (:attr:`writes_out`).
-        ``spacing`` (mm) reaches the kernels of the ``'hu'`` domain only
-        (default: their 1 mm); the others work in voxels.
+        The scan's geometry reaches the kernels of the ``'hu'`` domain only
+        (the others work in voxels): ``spacing`` (mm; default their 1 mm);
+        ``affine`` (the image's 4 x 4 voxel-to-world matrix), from which the
+        axial slice axis is found (the voxel axis closest to the
+        superior-inferior one; default the last axis; a volume without axial
+        slices is refused); ``labels``, the label map on the image's grid,
+        for kernels that read organs (:attr:`reads_labels`; never written).
 
         Example:
             >>> import torch
@@ -250,8 +297,16 @@ class Operator:
             if not self.writes_out:
                 raise TypeError(f'Operator "{self.name}" does not take out=')
             arguments['out'] = out
-        if self.domain == 'hu' and spacing is not None:
-            arguments['spacing'] = tuple(float(s) for s in spacing)
+        if self.domain == 'hu':
+            if spacing is not None:
+                arguments['spacing'] = tuple(float(s) for s in spacing)
+            if affine is not None and self._takes_slice_axis:
+                try:
+                    arguments['slice_axis'] = axial_axis(affine)
+                except ValueError as error:
+                    raise ValueError(f'Operator "{self.name}": {error}') from None
+            if labels is not None and self.reads_labels:
+                arguments['labels'] = labels
         try:
             return self.kernel(x, generator=generator, **arguments)
         except IntensityError as error:

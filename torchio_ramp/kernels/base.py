@@ -416,7 +416,7 @@ def _select(value: Any, index: int, batch_size: int, key: str, name: str) -> Any
         )
         raise ValueError(message)
     item = value[index]
-    return item.item() if isinstance(item, torch.Tensor) else item
+    return item.item() if isinstance(item, torch.Tensor) and item.ndim == 0 else item
 
 
 def _draw(

@@ -1,219 +1,58 @@
 """CT-physics corruptions simulated in the projection (sinogram) domain.
 
-Each kernel takes a CT in Hounsfield units ``(C, I, J, K)`` (or a batch), treats
-the planes ``x[..., k]`` as axial slices (TorchIO's last axis, the
-superior-inferior axis of an axial scan in canonical orientation) with the
-in-plane ``spacing[:2]`` in mm, converts them to linear attenuation
+Each kernel takes a CT in Hounsfield units ``(C, I, J, K)`` (or a batch), cuts
+it into axial slices along ``slice_axis`` (:mod:`.ct_geometry`; the last axis
+by default, TorchIO's superior-inferior axis of a canonical image) with the
+in-plane voxel spacing in mm, converts them to linear attenuation
 ``mu = MU_WATER (1 + HU / 1000)`` (1/mm; below -1000 HU is air, ``mu = 0``),
 projects them with the parallel-beam :class:`~.projector.ParallelBeam`,
 corrupts the sinogram ``p = -ln(I / I0)`` the way a scanner does, and adds the
-*difference* between the reconstructions of the corrupted and the clean
-sinograms to the input::
+*difference* between the reconstructions (soft-tissue kernel) of the corrupted
+and the clean sinograms to the input::
 
     HU' = HU + 1000 / MU_WATER * (FBP(corrupt(R mu)) - FBP(R mu))
 
 so the image keeps its resolution and only the artifact (noise, streaks,
 rings, cupping, doubled edges) is added. The result is clipped below at
-:data:`HU_FLOOR`. Labels are never involved. Random numbers come only from
+:data:`HU_FLOOR`. Labels are never written. Random numbers come only from
 ``generator`` (drawn on its device, as every kernel).
+
+This module holds the detector and acquisition families (rings, few views,
+missing angles, beam hardening, motion); the noise families live in
+:mod:`.ct_noise`, metal in :mod:`.ct_metal`, and the image-domain ones
+(reconstruction kernel, contrast phase) in :mod:`.ct_image`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
 import torch
 
 from .base import batched
-from .base import randn
 from .base import uniform
+from .ct_geometry import HU_FLOOR
+from .ct_geometry import MU_WATER
+from .ct_geometry import SOFT_TISSUE_MTF50
+from .ct_geometry import AxialSlices
+from .ct_geometry import add_artifact
+from .ct_geometry import axial_axis
+from .ct_geometry import hu_to_mu
+from .ct_geometry import mu_to_hu
+from .ct_geometry import simulation
+from .ct_image import contrast_phase
+from .ct_image import reconstruction_kernel
+from .ct_metal import metal
+from .ct_noise import DEFAULT_ELECTRONIC
+from .ct_noise import DEFAULT_PHOTONS
+from .ct_noise import dose_modulation
+from .ct_noise import lowdose_noise
+from .ct_noise import noise_level
+from .ct_noise import photon_starvation
 from .projector import ParallelBeam
-from .projector import default_views
-
-MU_WATER = 0.0194
-"""Linear attenuation coefficient of water at 70 keV, in 1/mm.
-
-Water's mass attenuation coefficient is 0.2059 cm^2/g at 60 keV and 0.1837
-cm^2/g at 80 keV (NIST XCOM, Hubbell and Seltzer); log-log interpolation gives
-0.194 cm^2/g at 70 keV, the effective energy of a 120 kVp beam, times
-1 g/cm^3."""
-
-HU_FLOOR = -1024.0
-"""Smallest value written (the lowest value a 12-bit scanner stores)."""
-
-REFERENCE_VIEWS = 1000
-"""Views per half rotation of the reference scan that ``photons`` refers to."""
-
-DEFAULT_PHOTONS = 2.0e5
-"""Incident photons per view per mm of detector width at full dose."""
-
-DEFAULT_ELECTRONIC = 10.0
-"""Electronic noise standard deviation in photon counts per reading."""
-
-
-def hu_to_mu(hu: torch.Tensor) -> torch.Tensor:
-    """Linear attenuation (1/mm) of Hounsfield units; air and below give 0.
-
-    Example:
-        >>> hu_to_mu(torch.tensor([-1000.0, 0.0, 1000.0]))
-        tensor([0.0000, 0.0194, 0.0388])
-    """
-    return (hu.to(torch.float32) / 1000 + 1).clamp_(min=0).mul_(MU_WATER)
-
-
-def mu_to_hu(mu: torch.Tensor) -> torch.Tensor:
-    """Hounsfield units of a linear attenuation (or attenuation difference x 1000).
-
-    Example:
-        >>> mu_to_hu(torch.tensor([0.0194]))
-        tensor([0.])
-    """
-    return mu / MU_WATER * 1000 - 1000
-
-
-def _spacing(spacing: Sequence[float]) -> tuple[float, float]:
-    values = tuple(float(s) for s in spacing)
-    if len(values) not in (2, 3) or not all(math.isfinite(v) and v > 0 for v in values):
-        raise ValueError(f'spacing must be 2 or 3 positive numbers (mm), not {spacing}')
-    return values[0], values[1]
-
-
-def _slices(x: torch.Tensor) -> torch.Tensor:
-    """``(C, I, J, K) -> (C * K, I, J)``: the axial slices of a volume."""
-    channels, height, width, depth = x.shape
-    return x.movedim(-1, 1).reshape(channels * depth, height, width)
-
-
-def _volume(slices: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    channels, height, width, depth = shape
-    return slices.reshape(channels, depth, height, width).movedim(1, -1)
-
-
-def geometry(
-    x: torch.Tensor,
-    spacing: Sequence[float],
-    views: int | None = None,
-    **kwargs,
-) -> ParallelBeam:
-    """The parallel-beam geometry of the slices of ``x`` ``(C, I, J, K)``."""
-    shape = tuple(x.shape[-3:-1])
-    return ParallelBeam(shape, _spacing(spacing), views, device=x.device, **kwargs)
-
-
-def _add_artifact(x: torch.Tensor, artifact_mu: torch.Tensor) -> torch.Tensor:
-    """``x`` (HU) plus an attenuation difference (1/mm, slices), clipped below."""
-    artifact = _volume(artifact_mu, x.shape).mul_(1000 / MU_WATER).to(x.dtype)
-    return (x + artifact).clamp_(min=HU_FLOOR)
-
-
-def ray_photons(beam: ParallelBeam, photons: float) -> float:
-    """Incident photons per reading in ``beam``: scaled by bin width and views.
-
-    ``photons`` is per view per mm of detector at :data:`REFERENCE_VIEWS`
-    views; fewer, wider readings each collect more, so the reconstructed noise
-    does not depend on the simulated view count.
-    """
-    return photons * beam.dt * REFERENCE_VIEWS / beam.views
-
-
-# Noise ---------------------------------------------------------------------------
-
-
-@batched(domain='hu')
-def lowdose_noise(
-    x: torch.Tensor,
-    *,
-    dose: float,
-    photons: float = DEFAULT_PHOTONS,
-    electronic: float = DEFAULT_ELECTRONIC,
-    spacing: Sequence[float] = (1.0, 1.0, 1.0),
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Simulate a scan at a fraction ``dose`` of the original exposure.
-
-    The added sinogram noise follows Yu et al. (2012), "Development and
-    validation of a practical lower-dose-simulation tool", Med. Phys. 39(10):
-    for an original scan with ``I0`` incident photons per reading and a dose
-    fraction ``a``, ``p_a = p + sqrt((1 - a) / a * e^p / I0 * (1 + (1 + a) / a
-    * s_e^2 e^p / I0)) z`` (Gaussian limit of the Poisson counts plus
-    electronic noise ``s_e``). Its FBP is added: correlated noise, streaky along
-    attenuating paths and stronger in the body's centre. ``dose >= 1`` adds
-    nothing.
-
-    Args:
-        x: CT in HU, ``(C, I, J, K)`` or a batch.
-        dose: Dose fraction in ``(0, 1]``.
-        photons: Incident photons per view per mm of detector at full dose
-            (see :func:`ray_photons`).
-        electronic: Electronic noise std in photon counts.
-        spacing: Voxel spacing in mm (the first two are in-plane).
-        generator: Source of the noise.
-
-    Example:
-        >>> water = torch.full((1, 32, 32, 2), 0.0)
-        >>> noisy = lowdose_noise(water, dose=0.1, generator=torch.Generator())
-        >>> bool(noisy.std() > 1)
-        True
-    """
-    _spacing(spacing)  # refuse a bad spacing even when nothing is added
-    if dose >= 1:
-        return x.clone()
-    beam = geometry(x, spacing)
-    p = beam.project(hu_to_mu(_slices(x)))
-    intensity = ray_photons(beam, photons)
-    transmission = torch.exp(p).div_(intensity)  # e^p / I0
-    variance = transmission * (1 - dose) / dose
-    variance *= 1 + (1 + dose) / dose * electronic**2 * transmission
-    noise = variance.sqrt_().mul_(randn(p, generator))
-    return _add_artifact(x, beam.fbp(noise))
-
-
-@batched(domain='hu')
-def photon_starvation(
-    x: torch.Tensor,
-    *,
-    photons: float,
-    electronic: float = DEFAULT_ELECTRONIC,
-    spacing: Sequence[float] = (1.0, 1.0, 1.0),
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Photon starvation: few counts, clipped at one, along attenuating rays.
-
-    A scan at a very low tube output: the detector reads
-    ``N = max(m + sqrt(m + s_e^2) z, 1)`` counts, with the expected count
-    ``m = I0 e^-p`` (``I0`` from ``photons``, see :func:`ray_photons`) and
-    electronic noise ``s_e``. The measured attenuation ``ln(I0 / N)`` is
-    capped at ``ln(I0)`` and its log is far from linear at a few counts, so
-    the rays through the most attenuating paths (between bones, through the
-    shoulders and pelvis) are both very noisy and biased low: dark and bright
-    streaks along them. Unlike :func:`lowdose_noise` (its Gaussian limit, the
-    noise added to the original scan), this is the exact count model with
-    clipping.
-
-    Args:
-        x: CT in HU, ``(C, I, J, K)`` or a batch.
-        photons: Incident photons per view per mm of detector.
-        electronic: Electronic noise std in photon counts.
-        spacing: Voxel spacing in mm.
-        generator: Source of the noise.
-
-    Example:
-        >>> ct = torch.full((1, 32, 32, 1), -1000.0)
-        >>> ct[:, 4:28, 4:28] = 1500.0
-        >>> out = photon_starvation(ct, photons=5.0, generator=torch.Generator())
-        >>> bool((out - ct).abs().max() > 100)
-        True
-    """
-    _spacing(spacing)  # refuse a bad spacing even when nothing is added
-    beam = geometry(x, spacing)
-    p = beam.project(hu_to_mu(_slices(x)))
-    intensity = ray_photons(beam, photons)
-    mean = torch.exp(-p).mul_(intensity)
-    counts = mean + (mean + electronic**2).sqrt_() * randn(p, generator)
-    measured = torch.log(intensity / counts.clamp_(min=1.0))
-    return _add_artifact(x, beam.fbp(measured - p))
-
+from .projector import filter_response
 
 # Detector and beam ---------------------------------------------------------------
 
@@ -250,6 +89,37 @@ def ring_elements(
     return elements, signs * (0.5 + 0.5 * draws[1])
 
 
+def ring_image(beam: ParallelBeam, row: torch.Tensor) -> torch.Tensor:
+    """FBP ``(H, W)`` of a sinogram whose every view is ``row`` ``(L,)``.
+
+    Such a sinogram reconstructs to a radially symmetric image: its profile is
+    back-projected once along a radius (at a quarter of a bin) and read at
+    each pixel's distance from the rotation axis, instead of a full
+    back-projection.
+    """
+    size = max(64, 1 << math.ceil(math.log2(2 * beam.bins)))
+    response = filter_response(size, 'ramp', beam.dt, SOFT_TISSUE_MTF50, 'cpu')
+    spectrum = torch.fft.rfft(row.to(torch.float32), n=size)
+    filtered = torch.fft.irfft(spectrum * response, n=size)[: beam.bins]
+    height, width = beam.shape
+    dy, dx = beam.spacing
+    reach = math.hypot(height * dy, width * dx) / 2
+    radius = torch.arange(0.0, reach + beam.dt, beam.dt / 4, dtype=torch.float64)
+    position = radius[:, None] * beam.angles.cos()[None, :] / beam.dt
+    position = (position + (beam.bins - 1) / 2).clamp_(0, beam.bins - 1)
+    lower = position.floor().clamp_(max=beam.bins - 2)
+    frac = (position - lower).to(torch.float32)
+    lower = lower.long()
+    values = filtered[lower] * (1 - frac) + filtered[lower + 1] * frac
+    profile = values.sum(dim=1) * (beam.arc / beam.views)
+    y = (torch.arange(height, dtype=torch.float64) - (height - 1) / 2) * dy
+    x = (torch.arange(width, dtype=torch.float64) - (width - 1) / 2) * dx
+    distance = torch.hypot(y[:, None], x[None, :]) / (beam.dt / 4)
+    index = distance.floor().long().clamp_(max=radius.numel() - 2)
+    weight = (distance - index).to(torch.float32)
+    return profile[index] * (1 - weight) + profile[index + 1] * weight
+
+
 @batched(domain='hu')
 def ring(
     x: torch.Tensor,
@@ -257,21 +127,24 @@ def ring(
     amplitude: float,
     fraction: float = 0.05,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    slice_axis: int = 2,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Ring artifacts from per-detector-element gain errors.
 
     A gain error ``g_k`` of element ``k`` offsets its attenuation by
-    ``-ln(g_k)`` in every view; the FBP of that sinogram is a set of rings
-    centred on the rotation axis at the elements' radii. The ring image is
-    scaled so its largest magnitude is ``amplitude`` HU and is the same in
-    every slice (a miscalibrated detector column).
+    ``-ln(g_k)`` in every view of a full rotation (seen at ``t`` and, half a
+    turn later, at ``-t``); the FBP of that sinogram is a set of full rings
+    centred on the rotation axis at the elements' radii (:func:`ring_image`).
+    The ring image is scaled so its largest magnitude is ``amplitude`` HU and
+    is the same in every slice (a miscalibrated detector column).
 
     Args:
         x: CT in HU, ``(C, I, J, K)`` or a batch.
         amplitude: Peak ring magnitude in HU.
         fraction: Fraction of the elements that are miscalibrated.
         spacing: Voxel spacing in mm.
+        slice_axis: Voxel axis across the axial slices.
         generator: Which elements, signs and magnitudes.
 
     Example:
@@ -280,26 +153,71 @@ def ring(
         >>> round(float((out - ct).abs().max()), 3)
         20.0
     """
-    _spacing(spacing)  # refuse a bad spacing even when nothing is added
+    slices = AxialSlices.of(x, spacing, slice_axis)
     if amplitude == 0:
         return x.clone()
-    beam = geometry(x, spacing)
+    beam = simulation(slices.size, slices.spacing).fine
     elements, errors = ring_elements(beam, fraction, generator)
-    sinogram = torch.zeros(1, beam.views, beam.bins, device=x.device)
-    sinogram[..., elements.to(x.device)] = errors.to(x.device)
-    rings = beam.fbp(sinogram)[0]
+    row = torch.zeros(beam.bins)
+    row[elements] = errors
+    # a 360-degree scan reads each element at t and (rotated by pi) at -t:
+    # the redundant rays are averaged, every element draws a full ring
+    rings = ring_image(beam, (row + row.flip(0)) / 2)
     rings *= amplitude / rings.abs().max().clamp(min=1e-12)
-    return (x + rings[None, :, :, None].to(x.dtype)).clamp_(min=HU_FLOOR)
+    columns = rings[:, :, None].expand(*slices.size, slices.count).to(x.device)
+    return (x + slices.volume(columns).to(x.dtype)).clamp_(min=HU_FLOOR)
+
+
+REFERENCE_DIAMETER = 200.0
+"""Diameter (mm) of the water phantom cupping is defined on (the ACR phantom's)."""
+
+
+@functools.cache
+def cupping_per_strength() -> float:
+    """Cupping (HU) of the 200 mm water phantom per unit of ``strength``.
+
+    Measured once by simulating the phantom (2 mm pixels): the mean of the
+    ring at 80-90% of the radius minus the mean within 10% of it, as the
+    ACR uniformity test compares edge and centre regions.
+    """
+    size = 120
+    spacing = 2.0
+    coordinates = (torch.arange(size) - (size - 1) / 2) * spacing
+    radius = torch.hypot(*torch.meshgrid(coordinates, coordinates, indexing='ij'))
+    water = torch.where(radius <= REFERENCE_DIAMETER / 2, 0.0, -1000.0)
+    probe = 1e-3  # small: the result stays far from the HU floor, where it is linear
+    out = _hardened(water[None, :, :, None], probe, 0.0, 200.0, (spacing,) * 3, 2)
+    half = REFERENCE_DIAMETER / 2
+    rim = (radius >= 0.8 * half) & (radius <= 0.9 * half)
+    centre = radius <= 0.1 * half
+    image = out[0, :, :, 0]
+    return float(image[rim].mean() - image[centre].mean()) / probe
+
+
+def _hardened(x, strength, bone_weight, bone_threshold, spacing, slice_axis):
+    slices = AxialSlices.of(x, spacing, slice_axis)
+    plan = simulation(slices.size, slices.spacing, str(x.device))
+    columns = slices.columns(x).to(torch.float32)
+    bone = (columns - bone_threshold).clamp_(min=0).mul_(MU_WATER / 1000)
+    both = torch.cat([hu_to_mu(columns), bone], dim=2)
+    p, p_bone = plan.project(both).chunk(2, dim=2)  # one product for both
+    # the correction is exact at the slice's mean path through the body
+    crossing = p > 0.05
+    count = crossing.sum(dim=(0, 1), keepdim=True).clamp_(min=1)
+    reference = (p * crossing).sum(dim=(0, 1), keepdim=True) / count
+    error = p * (p - reference) + bone_weight * p_bone.square()
+    return add_artifact(x, slices, plan.reconstruct(error.mul_(-strength)))
 
 
 @batched(domain='hu')
 def beam_hardening(
     x: torch.Tensor,
     *,
-    strength: float,
+    cupping: float,
     bone_weight: float = 10.0,
     bone_threshold: float = 200.0,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    slice_axis: int = 2,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Residual beam hardening: an error of the scanner's water correction.
@@ -311,39 +229,34 @@ def beam_hardening(
     is the slice's mean attenuation over the rays crossing the body (exact
     there: no global shift) and ``p_b`` the line integral of the attenuation
     above that of ``bone_threshold`` HU (bone hardens the beam more than
-    water). The water term cups the body (longer central paths are
-    under-corrected); the bone term darkens the bands between dense
-    structures, where rays cross several of them. Deterministic.
+    water). ``strength`` is set by ``cupping``: the centre-to-edge difference
+    it leaves on a 200 mm water phantom (:func:`cupping_per_strength`), the
+    quantity of the ACR uniformity test (which allows 5 HU). The water term
+    cups the body (longer central paths are under-corrected), more in a larger
+    one; the bone term darkens the bands between dense structures.
+    Deterministic.
 
     Args:
         x: CT in HU, ``(C, I, J, K)`` or a batch.
-        strength: Coefficient of the residual error (per unit attenuation).
+        cupping: Cupping of the 200 mm water phantom, HU.
         bone_weight: Extra hardening of the bone part.
         bone_threshold: HU above which attenuation counts as bone.
         spacing: Voxel spacing in mm.
+        slice_axis: Voxel axis across the axial slices.
         generator: Unused (deterministic).
 
     Example:
         >>> ct = torch.full((1, 32, 32, 1), -1000.0)
         >>> ct[:, 6:26, 6:26] = 0.0
-        >>> out = beam_hardening(ct, strength=0.05, spacing=(5.0, 5.0, 5.0))
+        >>> out = beam_hardening(ct, cupping=40.0, spacing=(8.0, 8.0, 5.0))
         >>> bool(out[0, 16, 16, 0] < out[0, 8, 16, 0])  # cupping
         True
     """
-    _spacing(spacing)  # refuse a bad spacing even when nothing is added
-    if strength == 0:
+    AxialSlices.of(x, spacing, slice_axis)
+    if cupping == 0:
         return x.clone()
-    beam = geometry(x, spacing)
-    slices = _slices(x)
-    bone = (slices.to(torch.float32) - bone_threshold).clamp_(min=0)
-    both = torch.cat([hu_to_mu(slices), bone.mul_(MU_WATER / 1000)])
-    p, p_bone = beam.project(both).chunk(2)  # one sparse product for both
-    # the correction is exact at the slice's mean path through the body
-    crossing = p > 0.05
-    count = crossing.sum(dim=(1, 2), keepdim=True).clamp_(min=1)
-    reference = (p * crossing).sum(dim=(1, 2), keepdim=True) / count
-    error = p * (p - reference) + bone_weight * p_bone.square()
-    return _add_artifact(x, beam.fbp(error.mul_(-strength)))
+    strength = cupping / cupping_per_strength()
+    return _hardened(x, strength, bone_weight, bone_threshold, spacing, slice_axis)
 
 
 # Acquisition ---------------------------------------------------------------------
@@ -351,19 +264,24 @@ def beam_hardening(
 
 def _view_weighted_artifact(
     x: torch.Tensor,
-    spacing: Sequence[float],
+    slices: AxialSlices,
     weights: torch.Tensor,
 ) -> torch.Tensor:
     """``x`` plus ``FBP_w(R mu) - FBP(R mu)``: views reweighted by ``weights``.
 
     A reconstruction from a subset of the full scan's views is its FBP with the
     missing views weighted 0 and the others by ``pi / (arc covered per view)``
-    relative to the full scan; the full geometry (cached) serves both.
+    relative to the full scan; FBP is linear, so the artifact is the FBP of
+    the sinogram weighted by ``weights - 1``.
     """
-    beam = geometry(x, spacing)
-    filtered = beam.filter(beam.project(hu_to_mu(_slices(x))))
-    weights = (weights - 1).to(device=x.device, dtype=filtered.dtype)
-    return _add_artifact(x, beam.backproject(filtered.mul_(weights[:, None])))
+    plan = simulation(slices.size, slices.spacing, str(x.device))
+    p = plan.project(hu_to_mu(slices.columns(x)))
+    weights = (weights - 1).to(device=x.device, dtype=p.dtype)
+    return add_artifact(x, slices, plan.reconstruct(p.mul_(weights[:, None, None])))
+
+
+def _full_views(slices: AxialSlices) -> int:
+    return simulation(slices.size, slices.spacing).coarse.views
 
 
 @batched(domain='hu')
@@ -372,20 +290,21 @@ def sparse_view(
     *,
     step: float,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    slice_axis: int = 2,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Reconstruction from few views, ``step`` degrees apart: fanned streaks.
 
-    ``n = round(180 / step)`` views of the full scan
-    (:func:`~.projector.default_views`), the nearest to equal spacing from a
-    random first view, are reconstructed by FBP; the difference to the
-    reconstruction from all views is added. No change when ``n`` is at least
-    the full number of views.
+    ``n = round(180 / step)`` views of the full scan (the simulation's
+    views), the nearest to equal spacing from a random first view, are
+    reconstructed by FBP; the difference to the reconstruction from all views
+    is added. No change when ``n`` is at least the full number of views.
 
     Args:
         x: CT in HU, ``(C, I, J, K)`` or a batch.
         step: Angle between views in degrees.
         spacing: Voxel spacing in mm.
+        slice_axis: Voxel axis across the axial slices.
         generator: The first view.
 
     Example:
@@ -395,8 +314,8 @@ def sparse_view(
         >>> bool((out - ct)[:, :4].abs().max() > 10)  # streaks reach the air
         True
     """
-    _spacing(spacing)  # refuse a bad spacing even when nothing is added
-    full = default_views(x.shape[-3:-1])
+    slices = AxialSlices.of(x, spacing, slice_axis)
+    full = _full_views(slices)
     views = max(2, round(180 / step)) if step > 0 else full
     if views >= full:
         return x.clone()
@@ -405,7 +324,7 @@ def sparse_view(
     kept = (offset + torch.arange(views) * stride).long().clamp_(max=full - 1)
     weights = torch.zeros(full, dtype=torch.float64)
     weights[kept] = full / views  # each kept view stands for ``stride`` views
-    return _view_weighted_artifact(x, spacing, weights)
+    return _view_weighted_artifact(x, slices, weights)
 
 
 @batched(domain='hu')
@@ -414,18 +333,22 @@ def limited_angle(
     *,
     wedge: float,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    slice_axis: int = 2,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Reconstruction with a missing wedge of ``wedge`` degrees: smeared edges.
 
     The views of a random ``wedge``-degree arc of the half rotation are
     missing; FBP of the remaining arc (normalised to it, so the mean
-    attenuation is kept) replaces the full reconstruction.
+    attenuation is kept) replaces the full reconstruction. A tomosynthesis or
+    C-arm geometry rather than a diagnostic CT failure: registered, but
+    outside the ``ct_physics`` pool.
 
     Args:
         x: CT in HU, ``(C, I, J, K)`` or a batch.
         wedge: Missing arc in degrees, in ``[0, 180)``.
         spacing: Voxel spacing in mm.
+        slice_axis: Voxel axis across the axial slices.
         generator: Where the wedge starts.
 
     Example:
@@ -435,8 +358,8 @@ def limited_angle(
         >>> bool((out - ct).abs().max() > 50)
         True
     """
-    _spacing(spacing)  # refuse a bad spacing even when nothing is added
-    full = default_views(x.shape[-3:-1])
+    slices = AxialSlices.of(x, spacing, slice_axis)
+    full = _full_views(slices)
     missing = min(round(wedge / 180 * full), full - 2)
     if missing <= 0:
         return x.clone()
@@ -444,7 +367,7 @@ def limited_angle(
     # the kept views span pi - wedge: weighted pi / arc, the mean is kept
     weights = torch.full((full,), full / (full - missing), dtype=torch.float64)
     weights[(start + torch.arange(missing)) % full] = 0
-    return _view_weighted_artifact(x, spacing, weights)
+    return _view_weighted_artifact(x, slices, weights)
 
 
 @batched(domain='hu')
@@ -454,6 +377,7 @@ def rigid_motion(
     shift: float,
     fraction: float = 0.5,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    slice_axis: int = 2,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """The patient moves by ``shift`` mm during part of the rotation.
@@ -470,6 +394,7 @@ def rigid_motion(
         shift: Displacement in mm.
         fraction: Fraction of the views acquired after the motion.
         spacing: Voxel spacing in mm.
+        slice_axis: Voxel axis across the axial slices.
         generator: The direction and the moved block of views.
 
     Example:
@@ -479,11 +404,12 @@ def rigid_motion(
         >>> bool((out - ct).abs().max() > 50)
         True
     """
-    _spacing(spacing)  # refuse a bad spacing even when nothing is added
+    slices = AxialSlices.of(x, spacing, slice_axis)
     if shift == 0:
         return x.clone()
-    beam = geometry(x, spacing)
-    p = beam.project(hu_to_mu(_slices(x)))
+    plan = simulation(slices.size, slices.spacing, str(x.device))
+    beam = plan.coarse
+    p = plan.project(hu_to_mu(slices.columns(x)))  # (A, L, S)
     direction = uniform(generator, 0.0, 2 * math.pi)
     count = max(1, round(fraction * beam.views))
     first = int(uniform(generator, 0.0, 1.0) * beam.views)
@@ -493,28 +419,41 @@ def rigid_motion(
     # p_moved(t) = p(t - offset): linear interpolation along the bins
     position = torch.arange(beam.bins, dtype=torch.float32)[None, :] - offset[:, None]
     lower = torch.floor(position)
-    frac = (position - lower).to(x.device)
+    frac = (position - lower).to(x.device)[:, :, None]
     lower = lower.long().to(x.device)
-    rows = p[:, moved.to(x.device)]
-    padded = torch.nn.functional.pad(rows, (1, 1))  # zeros outside the detector
-    below = padded.gather(-1, (lower + 1).clamp(0, beam.bins + 1).expand_as(rows))
-    above = padded.gather(-1, (lower + 2).clamp(0, beam.bins + 1).expand_as(rows))
+    rows = p[moved.to(x.device)]  # (m, L, S)
+    padded = torch.nn.functional.pad(rows, (0, 0, 1, 1))  # zeros off the detector
+    index = (lower + 1).clamp(0, beam.bins + 1)[:, :, None].expand_as(rows)
+    below = padded.gather(1, index)
+    index = (lower + 2).clamp(0, beam.bins + 1)[:, :, None].expand_as(rows)
+    above = padded.gather(1, index)
     shifted = below * (1 - frac) + above * frac
     error = torch.zeros_like(p)
-    error[:, moved.to(x.device)] = shifted - rows
-    return _add_artifact(x, beam.fbp(error))
+    error[moved.to(x.device)] = shifted - rows
+    return add_artifact(x, slices, plan.reconstruct(error))
 
 
 __all__ = [
+    'DEFAULT_ELECTRONIC',
+    'DEFAULT_PHOTONS',
+    'HU_FLOOR',
     'MU_WATER',
+    'axial_axis',
     'beam_hardening',
+    'contrast_phase',
+    'cupping_per_strength',
+    'dose_modulation',
     'hu_to_mu',
     'limited_angle',
     'lowdose_noise',
+    'metal',
     'mu_to_hu',
+    'noise_level',
     'photon_starvation',
+    'reconstruction_kernel',
     'rigid_motion',
     'ring',
     'ring_elements',
+    'ring_image',
     'sparse_view',
 ]

@@ -4,6 +4,10 @@ Shared by the stress test and by anything else that runs a trained model:
 
 * :mod:`~torchio_ramp.model_files.formats`: a model file's format from its
   content (``torch.export``, ONNX, TorchScript) and :func:`load_model_file`;
+* :mod:`~torchio_ramp.model_files.safety`: the checks that let a model file be
+  loaded without running code from it (:class:`UnsafeModelError` when one
+  fails), with :mod:`~torchio_ramp.model_files.program_text`, the grammar of
+  a ``torch.export`` program's text;
 * :mod:`~torchio_ramp.model_files.sidecar`: :class:`ModelSidecar`, the one
   type of the training settings a model needs at inference (HU window, patch
   size, classes, strategy), written by ``ramp-train`` and read by
@@ -25,6 +29,7 @@ from .formats import model_format
 from .loading import LoadedModel
 from .loading import default_name
 from .loading import load_model
+from .safety import UnsafeModelError
 from .sidecar import ModelSidecar
 from .sidecar import find_sidecar
 from .sidecar import parse_hu_range
@@ -36,6 +41,7 @@ __all__ = [
     'FORMATS',
     'LoadedModel',
     'ModelSidecar',
+    'UnsafeModelError',
     'default_name',
     'find_sidecar',
     'load_model',

@@ -3,12 +3,15 @@
 :func:`model_format` tells a file's format from its bytes, not its suffix:
 
 * ``'torch.export'``: a ``torch.export.save`` archive (a zip holding
-  ``archive_format``), conventionally ``.pt2``; loaded with
+  ``archive_format``), conventionally ``.pt2``; checked member by member
+  (:mod:`~torchio_ramp.model_files.safety`), loaded with
   ``torch.export.load`` and run as its graph module;
-* ``'onnx'``: an ONNX model (a protobuf ``ModelProto``), run with
-  onnxruntime (the optional extra ``torchio-ramp[onnx]``);
+* ``'onnx'``: an ONNX model (a protobuf ``ModelProto``), its external data
+  checked to stay beside it, run with onnxruntime (the optional extra
+  ``torchio-ramp[onnx]``);
 * ``'torchscript'``: a ``torch.jit.save`` archive (legacy: TorchScript is
-  deprecated in PyTorch; prefer ``torch.export``).
+  deprecated in PyTorch; prefer ``torch.export``); a program, loaded only
+  with ``trust=True``.
 
 :func:`load_model_file` returns an ``nn.Module`` mapping a ``(B, 1, D, H,
 W)`` float batch to ``(B, K, D, H, W)`` logits, whichever the format, and the
@@ -26,6 +29,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+from .safety import check_onnx_model
+from .safety import check_torchscript
+from .safety import load_export_program
 
 FORMATS = ('torch.export', 'onnx', 'torchscript')
 """Formats of model files, as recorded in results headers."""
@@ -199,12 +206,16 @@ class OnnxModule(torch.nn.Module):
 def load_model_file(
     path: str | Path,
     device: str | torch.device = 'cpu',
+    *,
+    trust: bool = False,
 ) -> tuple[torch.nn.Module, str | None, str]:
     """Load a model file of any of :data:`FORMATS`.
 
     Args:
         path: The file.
         device: Where to run it.
+        trust: Load without the checks of :mod:`torchio_ramp.model_files.safety`
+            (TorchScript is loaded only then).
 
     Returns:
         ``(module, embedded config.json text or None, format)``.
@@ -212,6 +223,8 @@ def load_model_file(
     Raises:
         ValueError: If the file is not a model or cannot be loaded, naming
             it and its format.
+        ~torchio_ramp.model_files.safety.UnsafeModelError: If loading it could run
+            code from it or read files outside its folder (unless ``trust``).
         ImportError: For an ONNX file without onnxruntime installed.
 
     Example:
@@ -224,14 +237,15 @@ def load_model_file(
     kind = model_format(path)
     try:
         if kind == 'onnx':
+            if not trust:
+                check_onnx_model(path)
             module = OnnxModule(path, device)
             return module, module.embedded, kind
         extra = {EMBEDDED_CONFIG: ''}
         if kind == 'torch.export':
-            # A file object: torch.export.load warns about suffixes other than .pt2
-            with path.open('rb') as file:
-                program = torch.export.load(file, extra_files=extra)
+            program = load_export_program(path, trust=trust, extra_files=extra)
             return ExportedModule(program, device), extra[EMBEDDED_CONFIG], kind
+        check_torchscript(path, trust=trust)
         network = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     except (RuntimeError, ValueError, KeyError, zipfile.BadZipFile) as error:
         if isinstance(error, ValueError) and str(error).startswith(str(path)):

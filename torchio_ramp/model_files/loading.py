@@ -38,6 +38,7 @@ import torch
 from ..arguments import check_device
 from ..files import file_sha256
 from .formats import load_model_file
+from .formats import model_format
 from .sidecar import ModelSidecar
 from .sidecar import read_model_config
 
@@ -164,6 +165,7 @@ def load_model(
     weights: str | Path | None = None,
     *,
     device: str | torch.device = 'cpu',
+    trust: bool = False,
 ) -> LoadedModel:
     """Load a model file (``torch.export``, ONNX, TorchScript), or
     ``module:factory`` with a ``state_dict``.
@@ -172,6 +174,9 @@ def load_model(
         model: Path of a model file, or ``package.module:factory``.
         weights: The ``state_dict`` file (only with ``module:factory``).
         device: Where to put the network.
+        trust: Load a model file without the checks of
+            :mod:`torchio_ramp.model_files.safety`. A TorchScript file is
+            loaded in any case (as the stress tools always have).
 
     Raises:
         FileNotFoundError: If the model or weights file is missing.
@@ -193,7 +198,8 @@ def load_model(
                 ' (an exported model holds its weights)'
             )
             raise ValueError(message)
-        network, embedded, kind = load_model_file(path, device)
+        trusted = trust or model_format(path) == 'torchscript'
+        network, embedded, kind = load_model_file(path, device, trust=trusted)
     elif _FACTORY.fullmatch(spec) and not path.exists():
         if weights is None:
             raise ValueError(f'--model {spec} needs --weights STATE_DICT_FILE')

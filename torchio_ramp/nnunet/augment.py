@@ -6,6 +6,8 @@ steps on each sample: ``image`` ``(C, X, Y, Z)`` float and ``segmentation``
 TorchIO stages (:class:`~torchio_ramp.RampSpatial`,
 :class:`~torchio_ramp.RampIntensity`) there; intensity stages run in the
 ``[0, 1]`` HU window through :class:`~torchio_ramp.nnunet.domain.HUWindow`.
+:func:`run_per_sample` runs an intensity stage on a collated batch instead
+(the RAMP trainers do, on the training device).
 """
 
 from __future__ import annotations
@@ -20,6 +22,29 @@ import torchio as tio  # noqa: E402
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform  # noqa: E402
 
 from .domain import HUWindow  # noqa: E402
+
+
+def run_per_sample(transform: tio.Transform, batch: torch.Tensor) -> torch.Tensor:
+    """A TorchIO intensity transform applied to each sample of a batch.
+
+    Args:
+        transform: A TorchIO transform of scalar images (e.g.
+            :class:`~torchio_ramp.RampIntensity`); each sample draws its own
+            parameters from torch's generator.
+        batch: ``(B, C, X, Y, Z)`` images, on any device.
+
+    Example:
+        >>> import torch
+        >>> from torchio_ramp import RampIntensity
+        >>> out = run_per_sample(RampIntensity(), torch.rand(2, 1, 8, 8, 8))
+        >>> out.shape, bool(out.min() >= 0), bool(out.max() <= 1)
+        (torch.Size([2, 1, 8, 8, 8]), True, True)
+    """
+    samples = [
+        transform(tio.Subject(image=tio.ScalarImage(tensor=sample)))['image'].data
+        for sample in batch
+    ]
+    return torch.stack(samples).to(batch.device, batch.dtype)
 
 
 class TorchIOStage(BasicTransform):

@@ -4,12 +4,19 @@
 ``RESULTS_DIR`` (nnU-Net's ``$nnUNet_results/DatasetNNN_Name/
 TRAINER__PLANS__CONFIGURATION`` folder) through nnU-Net's own
 ``nnUNetPredictor``: its preprocessing (CT normalisation, resampling to the
-plans' spacing), sliding window with Gaussian weighting and test-time
+plans' spacing), sliding window with Gaussian weighting, optional test-time
 mirroring, and resampling back. Every setting's volume is made exactly as for
 any other model (same protocol, seeds and ``[0, 1]`` HU window); the change a
 corruption made to the windowed CT is then added to the CT in HU
 (:func:`~torchio_ramp.nnunet.domain.hu_with_window_change`), so voxels
 outside the window keep their HU and the clean setting is the original CT.
+
+The model folder is read as data (:class:`~torchio_ramp.nnunet.model_folder.
+ModelFolder`): the checkpoint with ``torch.load(weights_only=True)`` before
+nnU-Net sees it, and nnU-Net's predictor is handed the network, never the
+file. Test-time mirroring is off by default (the stress protocol evaluates
+one forward pass per window, as the paper does); ``use_mirroring=True``
+turns nnU-Net's eight-fold mirroring on.
 """
 
 from __future__ import annotations
@@ -25,54 +32,7 @@ from ..transforms.normalization import normalize_window
 from . import require_nnunetv2
 from .domain import DEFAULT_WINDOW
 from .domain import hu_with_window_change
-from .install import SHIM_NAME
-
-
-def _check_model_folder(results_dir: Path, fold: int | str, checkpoint: str) -> Path:
-    if not results_dir.is_dir():
-        raise FileNotFoundError(f'--nnunet: folder not found: {results_dir}')
-    missing = [
-        n for n in ('plans.json', 'dataset.json') if not (results_dir / n).is_file()
-    ]
-    if missing:
-        message = (
-            f'--nnunet {results_dir} is not an nnU-Net model folder (no'
-            f' {", ".join(missing)}); pass $nnUNet_results/DatasetNNN_Name/'
-            'TRAINER__PLANS__CONFIGURATION'
-        )
-        raise ValueError(message)
-    fold_dir = results_dir / f'fold_{fold}'
-    if not fold_dir.is_dir():
-        folds = sorted(p.name for p in results_dir.glob('fold_*') if p.is_dir())
-        message = (
-            f'--fold {fold}: {results_dir} has no fold_{fold}'
-            f' (found: {", ".join(folds) or "no folds"})'
-        )
-        raise ValueError(message)
-    path = fold_dir / checkpoint
-    if not path.is_file():
-        found = sorted(p.name for p in fold_dir.glob('*.pth'))
-        message = (
-            f'--checkpoint {checkpoint}: not found in {fold_dir}'
-            f' (found: {", ".join(found) or "no checkpoints"})'
-        )
-        raise FileNotFoundError(message)
-    return path
-
-
-def _check_trainer_visible(trainer: str) -> None:
-    from .trainers import __all__ as ours
-
-    if trainer not in ours:
-        return
-    from .install import trainer_folder
-
-    if not (trainer_folder() / SHIM_NAME).is_file():
-        message = (
-            f'the model was trained with {trainer}, which nnU-Net cannot find:'
-            ' run `python -m torchio_ramp.nnunet install` first'
-        )
-        raise ValueError(message)
+from .model_folder import ModelFolder
 
 
 class NnunetPredictor:
@@ -85,13 +45,15 @@ class NnunetPredictor:
         device: Inference device.
         window: HU window of the stress protocol (the volumes' ``[0, 1]``).
         tile_step_size: nnU-Net's sliding-window step (its default 0.5).
-        use_mirroring: Test-time mirroring on the axes stored in the
-            checkpoint (nnU-Net's default: on).
+        use_mirroring: nnU-Net's test-time mirroring on the axes stored in the
+            checkpoint (eight forward passes per window in 3-D). Off by
+            default: the stress protocol's single pass.
 
     Raises:
         FileNotFoundError: If the folder or the checkpoint is missing.
         ValueError: If the folder is not an nnU-Net model folder or lacks the
-            fold.
+            fold, or its checkpoint or plans are crafted or damaged (the
+            message names the file).
         ImportError: If nnunetv2 is not installed (names the extra).
 
     Example:
@@ -109,17 +71,18 @@ class NnunetPredictor:
         device: str | torch.device = 'cpu',
         window: tuple[float, float] = DEFAULT_WINDOW,
         tile_step_size: float = 0.5,
-        use_mirroring: bool = True,
+        use_mirroring: bool = False,
     ):
         require_nnunetv2()
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
         self.results_dir = Path(results_dir)
-        self.checkpoint_path = _check_model_folder(self.results_dir, fold, checkpoint)
+        folder = ModelFolder(self.results_dir, fold, checkpoint)
+        self.checkpoint_path = folder.checkpoint_path
         self.fold = fold
         self.window = (float(window[0]), float(window[1]))
         self.trainer = self.results_dir.name.split('__')[0]
-        _check_trainer_visible(self.trainer)
-        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-
+        network, plans_manager, configuration = folder.build()
         device = torch.device(device)
         self.predictor = nnUNetPredictor(
             tile_step_size=tile_step_size,
@@ -130,8 +93,14 @@ class NnunetPredictor:
             verbose_preprocessing=False,
             allow_tqdm=False,
         )
-        self.predictor.initialize_from_trained_model_folder(
-            str(self.results_dir), (fold,), checkpoint_name=checkpoint
+        self.predictor.manual_initialization(
+            network,
+            plans_manager,
+            configuration,
+            [folder.checkpoint['network_weights']],
+            folder.dataset_json,
+            folder.trainer_name,
+            folder.checkpoint.get('inference_allowed_mirroring_axes'),
         )
         self.tile_step_size = tile_step_size
         self.use_mirroring = use_mirroring

@@ -101,8 +101,9 @@ def stress_test_nnunet(
 ) -> RunOutcome:
     """Stress-test a trained nnU-Net v2 model (``ramp-stress run --nnunet``).
 
-    nnU-Net's own predictor (its preprocessing, resampling, sliding window
-    and mirroring, as trained) segments each volume; the volumes are
+    nnU-Net's own predictor (its preprocessing, resampling and sliding
+    window, as trained; test-time mirroring only with ``mirroring=True``)
+    segments each volume; the volumes are
     corrupted exactly as for :func:`stress_test_model`, so the results of
     both are comparable in one report. Needs the ``nnunet`` extra.
 
@@ -239,7 +240,12 @@ def _run_nnunet(spec: RunSpec, announce: Announce | None) -> RunOutcome:
     read_dataset_info(spec.data)
     window = tuple(spec.hu_range or DEFAULT_WINDOW)
     predictor = NnunetPredictor(
-        spec.nnunet, spec.fold, spec.checkpoint, device=device, window=window
+        spec.nnunet,
+        spec.fold,
+        spec.checkpoint,
+        device=device,
+        window=window,
+        use_mirroring=spec.mirroring,
     )
     spec = spec.replace(
         name=spec.name or predictor.name, hu_range=window, device=device

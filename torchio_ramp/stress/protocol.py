@@ -282,6 +282,8 @@ class StressProtocol:
         *,
         hu: torch.Tensor | None = None,
         spacing: Sequence[float] | None = None,
+        affine: Any = None,
+        labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One volume of the protocol from the normalised clean ``image``.
 
@@ -295,6 +297,8 @@ class StressProtocol:
             setting: The setting; clean returns a copy of ``image``.
             hu: The same CT in Hounsfield units (needed by HU families).
             spacing: Its voxel spacing in mm (default 1 mm).
+            affine: Its voxel-to-world matrix (the axial slice axis).
+            labels: The label map, for families that read organs.
 
         Returns:
             A new tensor (a predictor that modifies its input in place
@@ -323,7 +327,14 @@ class StressProtocol:
                 )
                 raise ValueError(message)
             hu = hu if hu.is_floating_point() else hu.float()
-            out = operator(hu, generator=generator, spacing=spacing, **arguments)
+            out = operator(
+                hu,
+                generator=generator,
+                spacing=spacing,
+                affine=affine,
+                labels=labels,
+                **arguments,
+            )
             return normalize_window(out, *self.hu_range)
         return operator(image, generator=generator, **arguments)
 
@@ -335,6 +346,8 @@ class StressProtocol:
         *,
         hu: torch.Tensor | None = None,
         spacing: Sequence[float] | None = None,
+        affine: Any = None,
+        labels: torch.Tensor | None = None,
     ) -> Iterator[tuple[Setting, torch.Tensor]]:
         """Yield ``(setting, volume)`` for every setting, one volume at a time.
 
@@ -345,6 +358,8 @@ class StressProtocol:
                 clean first). The volumes do not depend on the order.
             hu: The CT in Hounsfield units, for families acting on HU.
             spacing: Its voxel spacing in mm.
+            affine: Its voxel-to-world matrix.
+            labels: Its label map.
 
         Example:
             >>> import torch
@@ -355,5 +370,9 @@ class StressProtocol:
         """
         for setting in self.settings if settings is None else settings:
             on_hu = not setting.is_clean and FAMILIES[setting.family].domain == 'hu'
-            extra = {'hu': hu, 'spacing': spacing} if on_hu else {}
+            extra = (
+                {'hu': hu, 'spacing': spacing, 'affine': affine, 'labels': labels}
+                if on_hu
+                else {}
+            )
             yield setting, self.corrupt(image, subject_id, setting, **extra)

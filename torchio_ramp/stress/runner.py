@@ -222,7 +222,14 @@ def evaluate_subject(
     # before the generator makes the next one.
     num_labels = expected_channels(class_names)
     ct = subject[image_name]
-    volumes = protocol.volumes(image, subject_id, hu=ct.data, spacing=ct.spacing)
+    volumes = protocol.volumes(
+        image,
+        subject_id,
+        hu=ct.data,
+        spacing=ct.spacing,
+        affine=ct.affine,
+        labels=label_image.data,
+    )
     for setting, volume in volumes:
         output = _predict(predictor, volume, subject_id, setting)
         prediction = _check_prediction(output, label, subject_id, setting, num_labels)

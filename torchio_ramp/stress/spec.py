@@ -239,6 +239,13 @@ class RunSpec:
         kinds=_NNUNET,
         cli=plain('--checkpoint', show_default=True),
     )
+    mirroring: bool = option(
+        False,
+        "With --nnunet: nnU-Net's test-time mirroring (up to 8 forward passes per"
+        " patch). Off by default, as in the paper's protocol.",
+        kinds=_NNUNET,
+        cli=plain('--mirroring/--no-mirroring', show_default=True),
+    )
     weights: str | Path | None = option(
         None,
         'state_dict file for --model module:factory (read with weights_only=True).',
@@ -468,7 +475,7 @@ def options(kind: str | None = None) -> list[tuple[str, Option]]:
 
     Example:
         >>> [name for name, _ in options('nnunet')][:4]
-        ['nnunet', 'fold', 'checkpoint', 'data']
+        ['nnunet', 'fold', 'checkpoint', 'mirroring']
     """
     found = []
     for field in dataclasses.fields(RunSpec):

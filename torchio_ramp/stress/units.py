@@ -16,8 +16,9 @@ radiologist reads:
   contrast blend, salt-and-pepper probability) are given in percent;
 * a family registered by the user is listed with its raw parameters;
 * the CT-physics families (``ct_physics``) act on HU and their parameters
-  are already physical: dose in %, ring amplitude in HU, view spacing and
-  missing arc in degrees, photons, motion in mm.
+  are already physical: dose in %, photons, rod diameter and motion in mm,
+  cupping and ring amplitude in HU, view spacing in degrees, kernel MTF50 in
+  lp/mm, time after injection in s.
 
 Spacing is in the image's axis order (TorchIO's ``spacing``, usually
 ``x, y, z`` with ``z`` the slice axis), one number or three, read by the one
@@ -76,8 +77,8 @@ class Quantity:
     Attributes:
         name: What it is, e.g. ``'noise std'``.
         unit: ``'HU'``, ``'mm'`` or ``'%'`` (``'deg'``, ``'views'``,
-            ``'photons'`` for the CT-physics families; ``''``: a family
-            parameter without a clinical unit).
+            ``'photons'``, ``'lp/mm'``, ``'s'`` for the CT-physics families;
+            ``''``: a family parameter without a clinical unit).
         value: ``(kernel parameters, scanner) -> number`` (or one number per
             axis, for ``mm``).
     """
@@ -134,19 +135,25 @@ QUANTITIES: dict[str, tuple[Quantity, ...]] = {
     ),
     # The CT-physics pool: parameters already in physical units (HU domain)
     'lowdose_noise': (Quantity('dose', '%', lambda p, s: 100 * p['dose']),),
+    'dose_modulation': (Quantity('mean dose', '%', lambda p, s: 100 * p['dose']),),
+    'photon_starvation': (
+        Quantity('counts on the widest ray', 'photons', lambda p, s: p['counts']),
+    ),
+    'metal': (Quantity('rod diameter', 'mm', lambda p, s: p['diameter']),),
+    'beam_hardening': (
+        Quantity('cupping of 200 mm water', 'HU', lambda p, s: p['cupping']),
+    ),
     'ring': (Quantity('peak ring amplitude', 'HU', lambda p, s: p['amplitude']),),
     'sparse_view': (
         Quantity('angle between views', 'deg', lambda p, s: p['step']),
         Quantity('views over 180 deg', 'views', lambda p, s: round(180 / p['step'])),
     ),
-    'limited_angle': (Quantity('missing arc', 'deg', lambda p, s: p['wedge']),),
-    'photon_starvation': (
-        Quantity('photons per view per mm', 'photons', lambda p, s: p['photons']),
-    ),
-    'beam_hardening': (
-        Quantity('water-correction error', '', lambda p, s: p['strength']),
-    ),
     'rigid_motion': (Quantity('in-plane shift', 'mm', lambda p, s: p['shift']),),
+    'reconstruction_kernel': (
+        Quantity('kernel MTF50', 'lp/mm', lambda p, s: p['mtf50']),
+    ),
+    'contrast_phase': (Quantity('time after injection', 's', lambda p, s: p['delay']),),
+    'limited_angle': (Quantity('missing arc', 'deg', lambda p, s: p['wedge']),),
 }
 """Clinical readings of every family (the registry's parameters)."""
 

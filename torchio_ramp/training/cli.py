@@ -21,7 +21,7 @@ runs/ramp/best.pt2 --data prepared/totalseg --out stress/ramp``. The loop itself
 
 from __future__ import annotations
 
-import os
+import math
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from ..models import UNET_PRESETS
 from ..pipelines import STRATEGIES
 from .config import TrainingConfig
 from .data import strategy_overrides
+from .distributed import DistributedContext
 from .loop import train
 from .run import RunFolder
 
@@ -73,6 +74,46 @@ CONFIG_OPTIONS = (
 ABLATION_OPTIONS = ('exclude_families', 'num_corruptions', 'p_corrupt')
 
 
+def _out_folder(ctx, param, value: str) -> Path:
+    """Refuse an empty ``--out``: ``""`` would silently mean the current folder."""
+    if not value.strip():
+        message = (
+            f'{value!r} is not a folder name (an unset variable?); pass a path'
+            ' (use . for the current folder)'
+        )
+        raise click.BadParameter(message)
+    return Path(value)
+
+
+def _finite(low: float, *, above: bool = False, high: float = math.inf):
+    """Click callback: each value a finite number >= ``low`` (> if ``above``)."""
+    if high < math.inf:
+        bound = f' in [{low:g}, {high:g}]'
+    elif low > -math.inf:
+        bound = f' > {low:g}' if above else f' >= {low:g}'
+    else:
+        bound = ''
+
+    def callback(ctx, param, value: float | tuple[float, ...] | None):
+        for number in value if isinstance(value, tuple) else (value,):
+            if number is None:
+                continue
+            fits = number > low if above else number >= low
+            if not (math.isfinite(number) and fits and number <= high):
+                message = f'must be a finite number{bound}, not {number}'
+                raise click.BadParameter(message)
+        return value
+
+    return callback
+
+
+def _hu_range(ctx, param, value: tuple[float, float] | None):
+    value = _finite(-math.inf)(ctx, param, value)
+    if value is not None and not value[0] < value[1]:
+        raise click.BadParameter(f'LOW must be below HIGH, not {value[0]} {value[1]}')
+    return value
+
+
 def _count(ctx, param, value: str | None) -> int | tuple[int, int] | None:
     if value is None:
         return None
@@ -94,7 +135,8 @@ def _count(ctx, param, value: str | None) -> int | tuple[int, int] | None:
 @click.option(
     '--out',
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False),
+    callback=_out_folder,
     help='Run folder: best.pt2, best.pt, best_state_dict.pt, last.pt, metrics.csv,'
     ' config.json.',
 )
@@ -124,10 +166,11 @@ def _count(ctx, param, value: str | None) -> int | tuple[int, int] | None:
 )
 @click.option(
     '--p-corrupt',
-    type=click.FloatRange(0, 1),
+    type=float,
+    callback=_finite(0, high=1),
     help='Probability of the corruption stage, p_RAMP (Table 14) [default 0.85].',
 )
-@hu_range_option(default=(-200.0, 300.0), show_default=True)
+@hu_range_option(default=(-200.0, 300.0), show_default=True, callback=_hu_range)
 @size_option(
     '--patch-size',
     default='64',
@@ -148,8 +191,12 @@ def _count(ctx, param, value: str | None) -> int | tuple[int, int] | None:
     show_default=True,
     help='Patch sampler: label (centres on each class equally often) or uniform.',
 )
-@click.option('--queue-length', type=int, default=64, show_default=True)
-@click.option('--samples-per-volume', type=int, default=8, show_default=True)
+@click.option(
+    '--queue-length', type=click.IntRange(min=1), default=64, show_default=True
+)
+@click.option(
+    '--samples-per-volume', type=click.IntRange(min=1), default=8, show_default=True
+)
 @workers_option(
     default=0, help='Processes loading and augmenting subjects for the queue.'
 )
@@ -167,8 +214,15 @@ def _count(ctx, param, value: str | None) -> int | tuple[int, int] | None:
     show_default=True,
     help='AdamW, or SGD with Nesterov momentum 0.99 (nnU-Net); poly LR decay.',
 )
-@click.option('--lr', type=float, help='Initial LR [default: adamw 1e-3, sgd 1e-2].')
-@click.option('--weight-decay', type=float, default=3e-5, show_default=True)
+@click.option(
+    '--lr',
+    type=float,
+    callback=_finite(0, above=True),
+    help='Initial LR [default: adamw 1e-3, sgd 1e-2].',
+)
+@click.option(
+    '--weight-decay', type=float, default=3e-5, show_default=True, callback=_finite(0)
+)
 @seed_option(help='Seed of the weights, patch sampling and augmentation.')
 @size_option(
     '--val-overlap',
@@ -205,24 +259,19 @@ def main(ctx: click.Context, out: Path, resume: bool, progress: bool, **options)
     except OSError as error:  # e.g. disk full while saving a checkpoint
         where = error.filename if error.filename is not None else out
         raise click.ClickException(f'{where}: {error.strerror or error}') from error
-    if result.run.path.is_dir() and _is_main():
+    if result.run.path.is_dir() and DistributedContext.from_environment().is_main:
         run = result.run
-        model = run.file(RunFolder.PROGRAM)
-        kind = 'torch.export; best.pt is the legacy TorchScript copy'
-        if not model.is_file():  # no finished epoch to export
-            model, kind = run.file(RunFolder.TORCHSCRIPT), 'TorchScript'
+        program = run.file(RunFolder.PROGRAM)
+        model = program if program.is_file() else run.file(RunFolder.TORCHSCRIPT)
         click.echo(
             f'Best epoch {result.best_epoch} of {result.epochs_completed}: val Dice'
             f' {result.best_val_dice:.4f} ({result.seconds:.0f} s this call).\n'
-            f'Model: {model} ({kind}); weights: {run.file(RunFolder.STATE_DICT)};'
+            f'Model: {program} (torch.export), {run.file(RunFolder.TORCHSCRIPT)}'
+            f' (TorchScript), {run.file(RunFolder.STATE_DICT)};'
             f' metrics: {run.file(RunFolder.METRICS)}\n'
             f'Stress test: ramp-stress run --model {model}'
             f' --data {config.data} --out stress/{config.strategy}'
         )
-
-
-def _is_main() -> bool:
-    return int(os.environ.get('RANK', 0)) == 0
 
 
 def _config(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict
 from dataclasses import dataclass
@@ -18,6 +19,15 @@ from ..operators import seed_value
 from ..pipelines import STRATEGIES
 from ..transforms.normalization import DEFAULT_HU_RANGE
 from .losses import DEFAULT_LR
+
+
+def _check_number(name: str, value: Any, *, positive: bool) -> None:
+    """Refuse anything but a finite number > 0 (``positive``) or >= 0."""
+    number = not isinstance(value, bool) and isinstance(value, int | float)
+    if number and math.isfinite(value) and (value > 0 or (value == 0 and not positive)):
+        return
+    bound = '> 0' if positive else '>= 0'
+    raise ValueError(f'{name} must be a finite number {bound}, not {value!r}')
 
 
 @dataclass
@@ -92,8 +102,13 @@ class TrainingConfig:
         if self.init_weights is not None:
             self.init_weights = str(self.init_weights)
         self.hu_range = (float(self.hu_range[0]), float(self.hu_range[1]))
-        if not self.hu_range[0] < self.hu_range[1]:
-            raise ValueError(f'hu_range must satisfy low < high, not {self.hu_range}')
+        low, high = self.hu_range
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            message = f'hu_range must be finite with low < high, not {self.hu_range}'
+            raise ValueError(message)
+        if self.lr is not None:
+            _check_number('lr', self.lr, positive=True)
+        _check_number('weight_decay', self.weight_decay, positive=False)
         self.patch_size = parse_size(self.patch_size, 'patch_size')
         if self.val_overlap is not None:
             self.val_overlap = parse_size(

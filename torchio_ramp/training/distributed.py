@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -37,18 +38,54 @@ class DistributedContext:
         return self.world_size > 1
 
     @classmethod
-    def from_environment(cls) -> DistributedContext:
+    def from_environment(
+        cls, environ: Mapping[str, str] | None = None
+    ) -> DistributedContext:
         """Read ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` (set by torchrun).
 
+        Args:
+            environ: The environment (default ``os.environ``).
+
+        Raises:
+            ValueError: Naming the variable, if one is not an integer, is
+                negative (``WORLD_SIZE`` below 1), or ``RANK`` is not below
+                ``WORLD_SIZE``.
+
         Example:
-            >>> DistributedContext.from_environment().world_size  # doctest: +SKIP
-            1
-        """
-        return cls(
-            rank=int(os.environ.get('RANK', 0)),
-            world_size=int(os.environ.get('WORLD_SIZE', 1)),
-            local_rank=int(os.environ.get('LOCAL_RANK', 0)),
-        )
+            >>> DistributedContext.from_environment({'RANK': '1', 'WORLD_SIZE': '2'})
+            DistributedContext(rank=1, world_size=2, local_rank=0)
+            >>> DistributedContext.from_environment({'RANK': 'x'})
+            Traceback (most recent call last):
+            ...
+            ValueError: the environment variable RANK='x' (set by torchrun) must be an integer >= 0
+        """  # noqa: E501
+        environ = os.environ if environ is None else environ
+        values = {}
+        for name, default, low in (
+            ('RANK', 0, 0),
+            ('WORLD_SIZE', 1, 1),
+            ('LOCAL_RANK', 0, 0),
+        ):
+            text = environ.get(name)
+            try:
+                value = default if text is None else int(text)
+            except ValueError:
+                value = low - 1
+            if value < low:
+                message = (
+                    f'the environment variable {name}={text!r} (set by torchrun)'
+                    f' must be an integer >= {low}'
+                )
+                raise ValueError(message)
+            values[name] = value
+        if values['RANK'] >= values['WORLD_SIZE']:
+            message = (
+                f'the environment variables RANK={values["RANK"]} and WORLD_SIZE='
+                f'{values["WORLD_SIZE"]} (set by torchrun) disagree: RANK must be'
+                ' below WORLD_SIZE'
+            )
+            raise ValueError(message)
+        return cls(values['RANK'], values['WORLD_SIZE'], values['LOCAL_RANK'])
 
     def barrier(self) -> None:
         """Wait for every process (no-op in a single process)."""

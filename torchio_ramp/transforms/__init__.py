@@ -19,9 +19,13 @@ from .ct_intensity import RandomSharpen
 from .ct_intensity import RandomTwoStepGamma
 from .ct_intensity import RandomWindowShift
 from .ct_physics import RandomBeamHardening
+from .ct_physics import RandomContrastPhase
+from .ct_physics import RandomDoseModulation
 from .ct_physics import RandomLimitedAngle
 from .ct_physics import RandomLowDoseNoise
+from .ct_physics import RandomMetalArtifact
 from .ct_physics import RandomPhotonStarvation
+from .ct_physics import RandomReconstructionKernel
 from .ct_physics import RandomRigidMotion
 from .ct_physics import RandomRingArtifact
 from .ct_physics import RandomSparseView
@@ -44,9 +48,11 @@ __all__ = [
     'RandomBeamHardening',
     'RandomCTIntensity',
     'RandomCompoundCorruption',
+    'RandomContrastPhase',
     'RandomContrastReduction',
     'RandomCorruption',
     'RandomDenseElastic',
+    'RandomDoseModulation',
     'RandomGaussianNoise',
     'RandomGhostCopies',
     'RandomHistogramWarp',
@@ -56,8 +62,10 @@ __all__ = [
     'RandomLimitedAngle',
     'RandomLocalContrast',
     'RandomLowDoseNoise',
+    'RandomMetalArtifact',
     'RandomMotionBlur',
     'RandomPhotonStarvation',
+    'RandomReconstructionKernel',
     'RandomResolutionDegradation',
     'RandomRicianNoise',
     'RandomRigidMotion',

@@ -134,6 +134,8 @@ class OperatorTransform(LightCopy, tio.IntensityTransform):
                     generator=generator,
                     out=target,
                     spacing=image.spacing,
+                    affine=image.affine,
+                    labels=self.operator.labels_of(subject),
                     **parameters,
                 )
             except IntensityError as error:
