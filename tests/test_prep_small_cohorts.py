@@ -85,8 +85,10 @@ def test_release_split_is_kept_exactly(tmp_path, fmt):
         for subject_id in splits['test']:
             assert (root / 'imagesTs' / f'{subject_id}_0000.nii.gz').is_file()
     # Without the flag the seeded split comes back, moving nobody's files by hand.
-    prep(['totalseg', source, out, '--no-progress', *extra])
+    seeded = ['--fractions', '0.5,0.25,0.25']  # nnU-Net's fold 0 needs a val case
+    prep(['totalseg', source, out, '--no-progress', *seeded, *extra])
     assert splits_of(root)['method'] == 'seeded' and splits_of(root)['seed'] == 42
+    assert [len(splits_of(root)[name]) for name in SPLITS] == [3, 1, 2]
 
 
 @pytest.mark.parametrize(
