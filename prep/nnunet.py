@@ -31,6 +31,7 @@ from .errors import PrepError
 from .outputs import SPLITS_FINAL_JSON
 from .outputs import read_json
 from .outputs import write_json
+from .splits import filling_fractions
 
 _DATASET_NAME = re.compile(r'Dataset(\d{3})_[A-Za-z0-9-]+')
 
@@ -53,11 +54,11 @@ def check_nnunet_fold(split: Mapping[str, Any]) -> None:
         return
     total = sum(sizes.values())
     fix = 'add subjects'
-    if total >= 3:
-        val = min(0.5, max(0.15, -(-100 // total) / 100))
+    fractions = filling_fractions(total)
+    if fractions is not None:
         fix = (
             f'pass --fractions with a val fraction of at least 1/{total} (e.g.'
-            f' --fractions {1 - 2 * val:g},{val:g},{val:g}), or add subjects'
+            f' --fractions {",".join(f"{f:g}" for f in fractions)}), or add subjects'
         )
     message = (
         f'--format nnunet: the {" and ".join(empty)} split of these {total}'

@@ -177,3 +177,19 @@ def test_an_export_without_a_validation_case_is_refused(tmp_path):
     assert json.loads((root / 'splits_final.json').read_text()) == [fold]
     # the ramp layout has no such constraint
     prepare('totalseg', src, tmp_path / 'plain', progress=False)
+
+
+@pytest.mark.parametrize('total', [2, 3, 4, 5, 6])
+def test_the_suggested_fractions_fill_nnunets_fold(total):
+    """The --fractions an export refusal suggests give train and val a case each."""
+    from ramp_prep.errors import PrepError
+    from ramp_prep.nnunet import check_nnunet_fold
+    from ramp_prep.splits import split_sizes
+
+    split = {'train': [f's{i}' for i in range(total - 1)], 'val': [], 'test': ['t']}
+    with pytest.raises(PrepError, match='--fractions') as raised:
+        check_nnunet_fold(split)
+    suggested = str(raised.value).split('--fractions ')[-1].split(')')[0]
+    fractions = tuple(float(f) for f in suggested.split(','))
+    train, val, _ = split_sizes(total, fractions)
+    assert train >= 1 and val >= 1, (suggested, train, val)
